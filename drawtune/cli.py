@@ -1,0 +1,141 @@
+"""The ``drawtune`` command: the workflow's steps, usable outside Snakemake."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .coords import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FAMILIES, ResizeSpec
+
+
+def _spec(a) -> ResizeSpec:
+    return ResizeSpec(min_pixels=a.min_pixels, max_pixels=a.max_pixels)
+
+
+def cmd_synth(a) -> int:
+    from .synth import write_dataset
+
+    coco = write_dataset(Path(a.out), a.n, a.seed, a.width)
+    print(f"wrote {len(coco['images'])} drawings and {len(coco['annotations'])} boxes to {a.out}")
+    return 0
+
+
+def cmd_tiny_model(a) -> int:
+    from .tiny_model import TinySize, build_tiny_model
+
+    size = TinySize(hidden=a.hidden, layers=a.layers)
+    s = build_tiny_model(a.family, Path(a.out), size=size, seed=a.seed)
+    print(f"wrote a random {a.family} model with {s['parameters']:,} parameters to {a.out}")
+    return 0
+
+
+def cmd_convert(a) -> int:
+    from .convert import dump_jsonl, manifest_row, swift_row
+    from .records import InputError, Rules, read_coco, read_swift
+
+    classes = tuple(a.classes.split(",")) if a.classes else None
+    spec = _spec(a)
+    try:
+        if classes is None:
+            classes = _classes_of(Path(a.input), a.format)
+        rules = Rules(classes=classes)
+        if a.format == "coco":
+            res = read_coco(Path(a.input), rules, Path(a.images) if a.images else None)
+        else:
+            res = read_swift(Path(a.input), rules, a.coords, Path(a.images) if a.images else None, spec)
+    except InputError as e:
+        print(f"drawtune convert: {e}", file=sys.stderr)
+        return 2
+    dump_jsonl([swift_row(r, a.family, a.prompt, spec) for r in res.records], a.out)
+    if a.manifest:
+        dump_jsonl([manifest_row(r, a.family, spec) for r in res.records], a.manifest)
+    if a.rejects:
+        dump_jsonl(res.rejects, a.rejects)
+    for r in res.rejects:
+        print(f"rejected {r['file']} {r['record']} [{r['field']}]: {r['reason']}", file=sys.stderr)
+    print(f"read {res.n_read}, converted {len(res.records)}, rejected {len(res.rejects)}")
+    return 1 if res.rejects and a.on_error == "fail" else 0
+
+
+def _classes_of(path: Path, fmt: str) -> tuple[str, ...]:
+    if fmt == "coco":
+        from .records import _load_json
+
+        data = _load_json(path)
+        return tuple(c["name"] for c in sorted(data.get("categories", []), key=lambda c: c["id"]))
+    from .synth import CLASSES
+
+    return CLASSES
+
+
+def cmd_score(a) -> int:
+    from .convert import load_jsonl
+    from .stages import score, write_json
+
+    truth = json.loads(Path(a.truth).read_text())
+    metrics, details = score(load_jsonl(a.results), truth, a.family, _spec(a))
+    write_json(metrics, a.out)
+    print(json.dumps({k: metrics[k] for k in ("map", "map50", "f1_50", "n_unparseable")}))
+    return 0
+
+
+def _resize_flags(p) -> None:
+    p.add_argument("--min-pixels", type=int, default=DEFAULT_MIN_PIXELS)
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="drawtune", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="generate synthetic engineering drawings with COCO boxes")
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("tiny-model", help="build a small random Qwen-VL model with the real tokenizer")
+    p.add_argument("--family", choices=FAMILIES, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_tiny_model)
+
+    p = sub.add_parser("convert", help="annotations -> ms-swift JSONL in a family's coordinates")
+    p.add_argument("--input", required=True)
+    p.add_argument("--format", choices=("coco", "swift"), required=True)
+    p.add_argument("--family", choices=FAMILIES, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--images", help="folder image paths resolve against")
+    p.add_argument("--coords", default="qwen3_vl", help="box convention of a swift input")
+    p.add_argument("--classes", help="comma-separated class list (default: the COCO categories)")
+    p.add_argument("--prompt", default="Detect every object in this engineering drawing.")
+    p.add_argument("--manifest", help="also write original and resized image sizes here")
+    p.add_argument("--rejects", help="write rejected records here (JSONL)")
+    p.add_argument("--on-error", choices=("reject", "fail"), default="reject")
+    _resize_flags(p)
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("score", help="COCO metrics of swift infer results")
+    p.add_argument("--results", required=True)
+    p.add_argument("--truth", required=True)
+    p.add_argument("--family", choices=FAMILIES, required=True)
+    p.add_argument("--out", required=True)
+    _resize_flags(p)
+    p.set_defaults(func=cmd_score)
+    return ap
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

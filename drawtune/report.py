@@ -1,0 +1,118 @@
+"""Pictures and tables for Snakemake's HTML report."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+from importlib import metadata
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from .convert import load_jsonl  # noqa: E402
+
+PACKAGES = ("drawtune", "ms-swift", "torch", "torchvision", "transformers", "peft", "snakemake",
+            "pycocotools", "qwen-vl-utils", "pillow")
+
+
+def loss_curve(logging_files: dict, out) -> None:
+    """Training and validation loss against step, one line pair per experiment."""
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for name, path in sorted(logging_files.items()):
+        rows = load_jsonl(path)
+        tr = [(r["global_step/max_steps"], r["loss"]) for r in rows if "loss" in r]
+        ev = [(r["global_step/max_steps"], r["eval_loss"]) for r in rows if "eval_loss" in r]
+        step = lambda s: int(str(s).split("/")[0])  # noqa: E731
+        if tr:
+            ax.plot([step(s) for s, _ in tr], [v for _, v in tr], label=f"{name} train")
+        if ev:
+            ax.plot([step(s) for s, _ in ev], [v for _, v in ev], "o--", label=f"{name} val")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, metadata={"Software": None})
+    plt.close(fig)
+
+
+def per_class_chart(metrics: dict, out) -> None:
+    names = sorted(metrics)
+    classes = sorted(next(iter(metrics.values()))["per_class"]) if metrics else []
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    width = 0.8 / max(len(names), 1)
+    for k, n in enumerate(names):
+        ys = [metrics[n]["per_class"][c]["ap50"] for c in classes]
+        ax.bar([i + k * width for i in range(len(classes))], ys, width, label=n)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(classes))], classes, rotation=20)
+    ax.set_ylabel("AP at IoU 0.5")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, metadata={"Software": None})
+    plt.close(fig)
+
+
+def metrics_table(metrics: dict, out, note: str = "") -> None:
+    cols = ("map", "map50", "map75", "precision50", "recall50", "f1_50", "n_images", "n_unparseable")
+    rows = []
+    for name in sorted(metrics, key=lambda n: (n != "base", n)):
+        m = metrics[name]
+        rate = m["n_unparseable"] / m["n_images"] if m["n_images"] else 0.0
+        cells = "".join(f"<td>{m[c]}</td>" for c in cols)
+        rows.append(f"<tr><th>{html.escape(name)}</th>{cells}<td>{rate:.1%}</td></tr>")
+    head = "".join(f"<th>{c}</th>" for c in ("model", *cols, "unparseable rate"))
+    body = (
+        f"<p>{html.escape(note)}</p>" if note else ""
+    ) + f"<table border='1' cellpadding='4'><tr>{head}</tr>{''.join(rows)}</table>"
+    Path(out).write_text(f"<html><body>{body}</body></html>\n")
+
+
+def overlays(details_file, truth_file, out_dir, n: int, prefix: str = "") -> None:
+    """The first ``n`` test drawings with truth (green) and predicted (red) boxes."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    truth = json.loads(Path(truth_file).read_text())
+    cats = {c["id"]: c["name"] for c in truth["categories"]}
+    details = {d["image"]: d for d in load_jsonl(details_file)}
+    for img in truth["images"][:n]:
+        im = Image.open(img["file_name"]).convert("RGB")
+        d = ImageDraw.Draw(im)
+        for a in truth["annotations"]:
+            if a["image_id"] == img["id"]:
+                x, y, w, h = a["bbox"]
+                d.rectangle([x, y, x + w, y + h], outline=(0, 160, 0), width=2)
+                d.text((x + 2, y + 2), cats[a["category_id"]], fill=(0, 160, 0))
+        for b in details.get(img["file_name"], {}).get("boxes", []):
+            x1, y1, x2, y2 = b["bbox"]
+            d.rectangle([x1, y1, x2, y2], outline=(220, 0, 0), width=2)
+            d.text((x1 + 2, max(0, y2 - 12)), b["label"], fill=(220, 0, 0))
+        im.save(out_dir / (prefix + Path(img["file_name"]).stem + ".png"))
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def provenance(config_text: str, data_files: list, out) -> None:
+    """Config used, package versions and data hashes, as one HTML page."""
+    versions = []
+    for p in PACKAGES:
+        try:
+            versions.append((p, metadata.version(p)))
+        except metadata.PackageNotFoundError:
+            versions.append((p, "not installed"))
+    vrows = "".join(f"<tr><td>{p}</td><td>{v}</td></tr>" for p, v in versions)
+    drows = "".join(
+        f"<tr><td>{html.escape(str(f))}</td><td><code>{_sha(f)}</code></td></tr>" for f in data_files
+    )
+    Path(out).write_text(
+        "<html><body><h3>Configuration</h3><pre>" + html.escape(config_text) + "</pre>"
+        "<h3>Package versions</h3><table border='1'>" + vrows + "</table>"
+        "<h3>Data (sha256)</h3><table border='1'>" + drows + "</table></body></html>\n"
+    )

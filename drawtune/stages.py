@@ -1,0 +1,242 @@
+"""The workflow's stages as plain functions over files (the scripts in ``scripts/`` call these)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from . import swift_cmd
+from .convert import dump_jsonl, load_jsonl, manifest_row, swift_row, truth_coco
+from .coords import ResizeSpec, from_model, model_frame
+from .metrics import coco_metrics
+from .parse import parse_answer
+from .records import InputError, Rules, read_coco, read_swift
+from .split import SPLITS, split_records
+
+log = logging.getLogger("drawtune")
+
+
+class StageError(Exception):
+    """A stage cannot finish; the message is meant for the user (no traceback needed)."""
+
+
+def write_json(obj, path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+# --------------------------------------------------------------------------- validate
+def validate_dataset(ds: dict, rules: Rules, spec: ResizeSpec, max_rejected_fraction: float,
+                     records_out, rejects_out, summary_out, name: str = "") -> dict:
+    """Read one dataset (``format``: coco|swift), write records, rejects and counts."""
+    fmt = ds["format"]
+    images = ds.get("images")
+    try:
+        if fmt == "coco":
+            res = read_coco(Path(ds["annotations"]), rules, images, ds.get("group_key"))
+        elif fmt == "swift":
+            res = read_swift(Path(ds["annotations"]), rules, ds.get("coords", "qwen3_vl"), images,
+                             spec, ds.get("group_key"))
+        else:
+            raise StageError(f"dataset {name}: unknown format {fmt!r}")
+    except InputError as e:
+        raise StageError(str(e)) from None
+    dump_jsonl(res.records, records_out)
+    dump_jsonl(res.rejects, rejects_out)
+    summary = {"dataset": name, "read": res.n_read, "converted": len(res.records),
+               "rejected": len(res.rejects)}
+    write_json(summary, summary_out)
+    for r in res.rejects:
+        log.warning("rejected %s %s [%s]: %s", r["file"], r["record"], r["field"], r["reason"])
+    log.info("dataset %s: read %d, kept %d, rejected %d", name, summary["read"],
+             summary["converted"], summary["rejected"])
+    if res.n_read == 0:
+        raise StageError(f"dataset {name}: {ds['annotations']} holds no records")
+    frac = len(res.rejects) / res.n_read
+    if frac > max_rejected_fraction:
+        raise StageError(
+            f"dataset {name}: {len(res.rejects)} of {res.n_read} records rejected "
+            f"({frac:.0%} > max_rejected_fraction {max_rejected_fraction:.0%}); see {rejects_out}"
+        )
+    return summary
+
+
+# --------------------------------------------------------------------------- split
+def split_dataset(record_files: list, classes: list[str], val: float, test: float, salt: str,
+                  outputs: dict, truth_outputs: dict, rejects_out, summary_out) -> dict:
+    records = []
+    for f in record_files:
+        records.extend(load_jsonl(f))
+    splits, rejects = split_records(records, val, test, salt)
+    for s in SPLITS:
+        dump_jsonl(splits[s], outputs[s])
+        write_json(truth_coco(splits[s], classes), truth_outputs[s])
+    dump_jsonl(rejects, rejects_out)
+    summary = {s: len(splits[s]) for s in SPLITS}
+    summary["duplicates_rejected"] = len(rejects)
+    summary["read"] = len(records)
+    write_json(summary, summary_out)
+    if not splits["train"]:
+        raise StageError("the train split is empty: add drawings or lower split.val/split.test")
+    if not splits["test"]:
+        raise StageError("the test split is empty: add drawings or raise split.test")
+    log.info("split: %s", summary)
+    return summary
+
+
+# --------------------------------------------------------------------------- convert
+def convert_split(records_file, family: str, prompt: str, spec: ResizeSpec, jsonl_out,
+                  manifest_out) -> int:
+    records = load_jsonl(records_file)
+    dump_jsonl([swift_row(r, family, prompt, spec) for r in records], jsonl_out)
+    dump_jsonl([manifest_row(r, family, spec) for r in records], manifest_out)
+    return len(records)
+
+
+# --------------------------------------------------------------------------- swift runs
+def run_logged(cmd: list[str], env: dict, log_path) -> None:
+    """Run ``cmd``, appending its output to ``log_path``; fail with the log's tail."""
+    log.info("running: %s", " ".join(cmd))
+    log.info("environment: %s", " ".join(f"{k}={v}" for k, v in sorted(env.items())))
+    with open(log_path, "a") as f:
+        f.flush()
+        proc = subprocess.run(cmd, env=swift_cmd.child_env(env), stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = Path(log_path).read_text(errors="replace").splitlines()[-15:]
+        raise StageError(f"{cmd[0]} {cmd[1]} exited with {proc.returncode}:\n" + "\n".join(tail))
+
+
+def _last_checkpoint(run_dir: Path) -> Path:
+    ckpts = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    if not ckpts:
+        raise StageError(f"swift sft wrote no checkpoint under {run_dir}")
+    return ckpts[-1]
+
+
+_TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin")
+
+
+def train(*, family, base, train_jsonl, val_jsonl, train_cfg, spec: ResizeSpec, run_dir,
+          adapter_out, logging_out, tensorboard_out, log_path, device="cpu") -> None:
+    run_dir = Path(run_dir)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    val = val_jsonl if val_jsonl and load_jsonl(val_jsonl) else None
+    cmd = swift_cmd.sft_command(family=family, base=base, train=str(train_jsonl), val=val,
+                                output_dir=str(run_dir), train_cfg=train_cfg, device=device)
+    env = swift_cmd.swift_env(family, spec.min_pixels, spec.max_pixels, base, device)
+    run_logged(cmd, env, log_path)
+    ckpt = _last_checkpoint(run_dir)
+    adapter_out = Path(adapter_out)
+    if adapter_out.exists():
+        shutil.rmtree(adapter_out)
+    shutil.copytree(ckpt, adapter_out, ignore=shutil.ignore_patterns(*_TRAINING_STATE))
+    shutil.copyfile(run_dir / "logging.jsonl", logging_out)
+    tb = Path(tensorboard_out)
+    if tb.exists():
+        shutil.rmtree(tb)
+    src = run_dir / "runs"
+    shutil.copytree(src, tb) if src.is_dir() else tb.mkdir(parents=True)
+
+
+def merge(*, family, base, adapter, tuner, spec: ResizeSpec, merged_out, log_path, device="cpu"):
+    merged_out = Path(merged_out)
+    if merged_out.exists():
+        shutil.rmtree(merged_out)  # swift export silently skips an existing output folder
+    if tuner == "full":
+        shutil.copytree(adapter, merged_out, ignore=shutil.ignore_patterns("trainer_state.json"))
+        log.info("full fine-tuning: the checkpoint is the merged model; copied %s", adapter)
+        return
+    cmd = swift_cmd.export_command(family=family, base=base, adapter=str(adapter),
+                                   output_dir=str(merged_out), device=device)
+    run_logged(cmd, swift_cmd.swift_env(family, spec.min_pixels, spec.max_pixels, base, device),
+               log_path)
+
+
+def predict(*, family, model, dataset, spec: ResizeSpec, batch_size, max_new_tokens, result_out,
+            log_path, device="cpu") -> None:
+    result_out = Path(result_out)
+    result_out.unlink(missing_ok=True)  # swift infer appends to an existing result file
+    cmd = swift_cmd.infer_command(family=family, model=str(model), dataset=str(dataset),
+                                  result_path=str(result_out), batch_size=batch_size,
+                                  max_new_tokens=max_new_tokens, device=device)
+    run_logged(cmd, swift_cmd.swift_env(family, spec.min_pixels, spec.max_pixels, str(model), device),
+               log_path)
+    n_in, n_out = len(load_jsonl(dataset)), len(load_jsonl(result_out))
+    if n_in != n_out:
+        raise StageError(f"swift infer returned {n_out} rows for {n_in} inputs in {dataset}")
+
+
+# --------------------------------------------------------------------------- score
+def _row_image(row: dict) -> str:
+    img = (row.get("images") or [None])[0]
+    return img.get("path") if isinstance(img, dict) else img
+
+
+def match_results(rows: list[dict], truth: dict) -> list[tuple[dict, dict | None]]:
+    """Pair each truth image with its result row: by path, then by unique file name."""
+    by_path = {}
+    by_name: dict[str, list] = {}
+    for r in rows:
+        p = _row_image(r)
+        if p is None:
+            continue
+        by_path.setdefault(str(p), r)
+        by_name.setdefault(Path(str(p)).name, []).append(r)
+    pairs = []
+    for img in truth["images"]:
+        r = by_path.get(img["file_name"])
+        if r is None:
+            cands = by_name.get(Path(img["file_name"]).name, [])
+            r = cands[0] if len(cands) == 1 else None
+        pairs.append((img, r))
+    return pairs
+
+
+def score(rows: list[dict], truth: dict, family: str, spec: ResizeSpec,
+          manifest: list[dict] | None = None):
+    """Parse answers, map boxes to original pixels, compute metrics; return (metrics, details)."""
+    frames = {m["image"]: (m["frame_width"], m["frame_height"]) for m in manifest or []}
+    preds, details, n_bad = [], [], 0
+    for img, row in match_results(rows, truth):
+        w, h = img["width"], img["height"]
+        expect = model_frame(family, w, h, spec)
+        if img["file_name"] in frames and tuple(frames[img["file_name"]]) != tuple(expect):
+            raise StageError(
+                f"{img['file_name']}: manifest frame {frames[img['file_name']]} differs from "
+                f"{expect} recomputed with the current resize settings"
+            )
+        text = row.get("response") if row else None
+        parsed = parse_answer(text)
+        if not parsed.ok:
+            n_bad += 1
+        boxes = []
+        for label, box in parsed.boxes:
+            px = from_model(box, family, w, h, spec)
+            if px[2] - px[0] <= 0 or px[3] - px[1] <= 0:
+                continue
+            preds.append({"image_id": img["id"], "label": label, "bbox": px})
+            boxes.append({"label": label, "bbox": [round(v, 2) for v in px]})
+        details.append({
+            "image": img["file_name"],
+            "matched": row is not None,
+            "parsed": parsed.ok,
+            "salvaged": parsed.salvaged,
+            "boxes": boxes,
+            "response": text,
+        })
+    metrics = coco_metrics(truth, preds, n_unparseable=n_bad)
+    return metrics, details
+
+
+def main_guard(func):
+    """Run a stage; user-facing errors become one clear line and exit 1, not a traceback."""
+    try:
+        return func()
+    except StageError as e:
+        log.error("%s", e)
+        sys.exit(1)

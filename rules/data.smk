@@ -1,0 +1,63 @@
+rule synth_drawings:
+    output:
+        annotations="resources/synth/{dataset}/annotations.json",
+        images=directory("resources/synth/{dataset}/images"),
+    params:
+        synthetic=lambda wc: dataset_cfg(wc.dataset)["synthetic"],
+    log:
+        "logs/synth_drawings/{dataset}.log",
+    script:
+        "../scripts/synth_drawings.py"
+
+
+rule validate_annotations:
+    input:
+        annotations=annotations_file,
+    output:
+        records="results/validated/{dataset}/records.jsonl",
+        rejects="results/validated/{dataset}/rejects.jsonl",
+        summary="results/validated/{dataset}/summary.json",
+    params:
+        dataset=dataset_params,
+        classes=config["classes"],
+        validation=config["validation"],
+        resize=resize_params(),
+    log:
+        "logs/validate_annotations/{dataset}.log",
+    benchmark:
+        "benchmarks/validate_annotations/{dataset}.tsv"
+    script:
+        "../scripts/validate_annotations.py"
+
+
+rule split_dataset:
+    input:
+        records=expand(rules.validate_annotations.output.records, dataset=sorted(config["datasets"])),
+    output:
+        **{s: f"results/splits/{s}.jsonl" for s in SPLITS},
+        **{f"{s}_truth": f"results/splits/{s}.coco.json" for s in SPLITS},
+        rejects="results/splits/rejects.jsonl",
+        summary="results/splits/summary.json",
+    params:
+        split=config["split"],
+        classes=config["classes"],
+    log:
+        "logs/split_dataset/split.log",
+    script:
+        "../scripts/split_dataset.py"
+
+
+rule convert_annotations:
+    input:
+        records="results/splits/{split}.jsonl",
+    output:
+        jsonl="results/swift/{split}.jsonl",
+        manifest="results/swift/{split}.manifest.jsonl",
+    params:
+        family=FAMILY,
+        prompt=config["prompt"],
+        resize=resize_params(),
+    log:
+        "logs/convert_annotations/{split}.log",
+    script:
+        "../scripts/convert_annotations.py"

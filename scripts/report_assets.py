@@ -1,0 +1,23 @@
+"""Snakemake adapter: pictures and tables for the report (drawtune.report)."""
+
+import json
+import shutil
+from pathlib import Path
+
+from drawtune import report
+from drawtune.smk import setup
+
+if __name__ == "__main__":
+    setup(snakemake)
+    p, inp, out = snakemake.params, snakemake.input, snakemake.output
+    metrics = {m: json.load(open(f)) for m, f in zip(p.models, inp.metrics, strict=True)}
+    report.metrics_table(metrics, out.table, note=p.note)
+    report.loss_curve(dict(zip(p.experiments, inp.logging, strict=True)), out.loss)
+    report.per_class_chart(metrics, out.per_class)
+    tmp = Path(out.overlays)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    for m, details in zip(p.models, inp.details, strict=True):
+        report.overlays(details, inp.truth, tmp, p.overlays, prefix=f"{m}__")
+    data = [*inp.summaries, inp.split_summary, *inp.data]
+    report.provenance(p.config_text, data, out.provenance)

@@ -1,0 +1,20 @@
+"""Snakemake adapter: assign stable splits (drawtune.stages.split_dataset)."""
+
+from drawtune.smk import setup
+from drawtune.split import SPLITS
+from drawtune.stages import split_dataset
+
+if __name__ == "__main__":
+    setup(snakemake)
+    p, out = snakemake.params, snakemake.output
+    split_dataset(
+        list(snakemake.input.records),
+        p.classes,
+        p.split["val"],
+        p.split["test"],
+        p.split["salt"],
+        {s: out[s] for s in SPLITS},
+        {s: out[f"{s}_truth"] for s in SPLITS},
+        out.rejects,
+        out.summary,
+    )
