@@ -45,7 +45,9 @@ def cmd_convert(a) -> int:
         if a.format == "coco":
             res = read_coco(Path(a.input), rules, Path(a.images) if a.images else None)
         else:
-            res = read_swift(Path(a.input), rules, a.coords, Path(a.images) if a.images else None, spec)
+            res = read_swift(
+                Path(a.input), rules, a.coords, Path(a.images) if a.images else None, spec
+            )
     except InputError as e:
         print(f"drawtune convert: {e}", file=sys.stderr)
         return 2
@@ -98,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("tiny-model", help="build a small random Qwen-VL model with the real tokenizer")
+    p = sub.add_parser(
+        "tiny-model", help="build a small random Qwen-VL model with the real tokenizer"
+    )
     p.add_argument("--family", choices=FAMILIES, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--hidden", type=int, default=64)

@@ -14,7 +14,9 @@ def answer_text(boxes: list[dict], family: str, width: int, height: int, spec: R
     """The assistant answer: fenced JSON list in reading order (top-to-bottom, left-to-right)."""
     items = []
     for b in sorted(boxes, key=lambda b: (b["bbox"][1], b["bbox"][0], b["label"])):
-        items.append({"bbox_2d": to_model(b["bbox"], family, width, height, spec), "label": b["label"]})
+        items.append(
+            {"bbox_2d": to_model(b["bbox"], family, width, height, spec), "label": b["label"]}
+        )
     return FENCE.format(json.dumps(items, ensure_ascii=False))
 
 
@@ -59,7 +61,9 @@ def truth_coco(records: list[dict], classes: list[str]) -> dict:
         "annotations": [],
     }
     for i, r in enumerate(records, start=1):
-        coco["images"].append({"id": i, "file_name": r["image"], "width": r["width"], "height": r["height"]})
+        coco["images"].append(
+            {"id": i, "file_name": r["image"], "width": r["width"], "height": r["height"]}
+        )
         for b in r["boxes"]:
             x1, y1, x2, y2 = b["bbox"]
             coco["annotations"].append(

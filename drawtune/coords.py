@@ -44,6 +44,9 @@ class ResizeSpec:
         )
 
 
+DEFAULT_SPEC = ResizeSpec()
+
+
 def _half_up(v: float) -> int:
     return int(math.floor(v + 0.5))
 

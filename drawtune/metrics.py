@@ -71,7 +71,11 @@ def coco_metrics(truth: dict, predictions: list[dict], n_unparseable: int = 0) -
         gt.dataset = {
             "images": truth["images"],
             "annotations": [
-                {**a, "iscrowd": a.get("iscrowd", 0), "area": a.get("area", a["bbox"][2] * a["bbox"][3])}
+                {
+                    **a,
+                    "iscrowd": a.get("iscrowd", 0),
+                    "area": a.get("area", a["bbox"][2] * a["bbox"][3]),
+                }
                 for a in truth["annotations"]
             ],
             "categories": cats,

@@ -5,7 +5,8 @@ Accepted forms, in the order they are tried:
 1. fenced JSON (```json ... ```), closed or cut off;
 2. bare JSON anywhere in the text (a list of objects, or one object), with prose around it;
 3. a truncated JSON list: every complete ``{...}`` object before the cut is kept;
-4. legacy Qwen tokens ``<|object_ref_start|>label<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>``.
+4. legacy Qwen tokens
+   ``<|object_ref_start|>label<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>``.
 
 An object counts when it has four finite numbers under ``bbox_2d`` (or ``bbox``) and a label
 under ``label`` (or ``ref``/``category``/``name``). An answer with no list, object or box token

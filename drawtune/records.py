@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .coords import ResizeSpec, from_model
+from .coords import DEFAULT_SPEC, ResizeSpec, from_model
 from .parse import parse_answer
 
 COORDS = ("qwen3_vl", "qwen2_5_vl", "pixels")
@@ -39,7 +39,12 @@ class Reject(Exception):
     reason: str
 
     def row(self) -> dict:
-        return {"file": self.file, "record": self.record, "field": self.field, "reason": self.reason}
+        return {
+            "file": self.file,
+            "record": self.record,
+            "field": self.field,
+            "reason": self.reason,
+        }
 
 
 @dataclass
@@ -82,7 +87,9 @@ def _load_json(path: Path):
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        raise InputError(
+            f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}"
+        ) from None
 
 
 def _resolve_image(root: Path, name: str, src: str, rec: str, fld: str) -> Path:
@@ -106,7 +113,9 @@ def _image_facts(path: Path, src: str, rec: str, fld: str, rules: Rules):
         with Image.open(path) as im:
             w, h = im.size
             if w * h > rules.max_image_pixels:
-                raise Reject(src, rec, fld, f"{w}x{h} image exceeds the pixel limit {rules.max_image_pixels}")
+                raise Reject(
+                    src, rec, fld, f"{w}x{h} image exceeds the pixel limit {rules.max_image_pixels}"
+                )
             im.load()
     except Reject:
         raise
@@ -118,7 +127,9 @@ def _image_facts(path: Path, src: str, rec: str, fld: str, rules: Rules):
 def _check_box(box, label, w, h, src, rec, fld, rules: Rules):
     label = (rules.aliases or {}).get(label, label)
     if label not in rules.classes:
-        raise Reject(src, rec, fld + ".label", f"unknown label {label!r}; classes are {list(rules.classes)}")
+        raise Reject(
+            src, rec, fld + ".label", f"unknown label {label!r}; classes are {list(rules.classes)}"
+        )
     if not all(isinstance(v, int | float) and math.isfinite(v) for v in box):
         raise Reject(src, rec, fld + ".bbox", f"box {box} has a non-finite value")
     x1, y1, x2, y2 = (float(v) for v in box)
@@ -155,7 +166,9 @@ def read_coco(
             sha, w, h = _image_facts(image, src, rec, "file_name", rules)
             for key, actual in (("width", w), ("height", h)):
                 if key in img and img[key] != actual:
-                    raise Reject(src, rec, key, f"declared {key} {img[key]} but the image has {actual}")
+                    raise Reject(
+                        src, rec, key, f"declared {key} {img[key]} but the image has {actual}"
+                    )
             boxes = []
             for k, a in anns.get(img["id"], []):
                 fld = f"annotations[{k}]"
@@ -163,7 +176,12 @@ def read_coco(
                 if not isinstance(b, list) or len(b) != 4:
                     raise Reject(src, rec, fld + ".bbox", f"bbox {b!r} is not [x, y, w, h]")
                 if a.get("category_id") not in cats:
-                    raise Reject(src, rec, fld + ".category_id", f"unknown category_id {a.get('category_id')!r}")
+                    raise Reject(
+                        src,
+                        rec,
+                        fld + ".category_id",
+                        f"unknown category_id {a.get('category_id')!r}",
+                    )
                 if not all(isinstance(v, int | float) for v in b):
                     raise Reject(src, rec, fld + ".bbox", f"bbox {b!r} has a non-number")
                 xyxy = [b[0], b[1], b[0] + b[2], b[1] + b[3]]
@@ -181,13 +199,15 @@ def read_swift(
     rules: Rules,
     coords: str,
     images_root: Path | None = None,
-    spec: ResizeSpec = ResizeSpec(),
+    spec: ResizeSpec = DEFAULT_SPEC,
     group_key: str | None = None,
 ) -> ReadResult:
     """Read ms-swift JSONL (``messages`` + ``images``) with JSON ``bbox_2d`` answers in the
     ``coords`` convention (``qwen3_vl``, ``qwen2_5_vl`` or ``pixels``)."""
     if coords not in COORDS:
-        raise InputError(f"{path}: unknown coordinate convention {coords!r}; expected one of {COORDS}")
+        raise InputError(
+            f"{path}: unknown coordinate convention {coords!r}; expected one of {COORDS}"
+        )
     path = Path(path)
     src = display_path(path)
     root = Path(images_root) if images_root else path.parent
@@ -212,18 +232,29 @@ def read_swift(
             image = _resolve_image(root, name, src, rec, "images[0]")
             sha, w, h = _image_facts(image, src, rec, "images[0]", rules)
             msgs = row.get("messages")
-            answers = [m for m in msgs or [] if isinstance(m, dict) and m.get("role") == "assistant"]
+            answers = [
+                m for m in msgs or [] if isinstance(m, dict) and m.get("role") == "assistant"
+            ]
             if len(answers) != 1:
                 raise Reject(src, rec, "messages", "expected exactly one assistant message")
             parsed = parse_answer(answers[0].get("content"))
             if not parsed.ok or parsed.salvaged:
-                raise Reject(src, rec, "messages[assistant].content", "answer is not a JSON list of bbox_2d objects")
+                raise Reject(
+                    src,
+                    rec,
+                    "messages[assistant].content",
+                    "answer is not a JSON list of bbox_2d objects",
+                )
             boxes = []
             for k, (label, box) in enumerate(parsed.boxes):
                 px = box if coords == "pixels" else from_model(box, coords, w, h, spec)
                 if coords != "pixels" and (min(box) < 0 or box[2] < box[0] or box[3] < box[1]):
                     px = box  # keep the raw values so the check below names them
-                boxes.append(_check_box(px, label, w, h, src, rec, f"messages[assistant].content[{k}]", rules))
+                boxes.append(
+                    _check_box(
+                        px, label, w, h, src, rec, f"messages[assistant].content[{k}]", rules
+                    )
+                )
         except Reject as r:
             out.rejects.append(r.row())
             continue

@@ -16,8 +16,18 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 from .convert import load_jsonl  # noqa: E402
 
-PACKAGES = ("drawtune", "ms-swift", "torch", "torchvision", "transformers", "peft", "snakemake",
-            "pycocotools", "qwen-vl-utils", "pillow")
+PACKAGES = (
+    "drawtune",
+    "ms-swift",
+    "torch",
+    "torchvision",
+    "transformers",
+    "peft",
+    "snakemake",
+    "pycocotools",
+    "qwen-vl-utils",
+    "pillow",
+)
 
 
 def loss_curve(logging_files: dict, out) -> None:
@@ -59,7 +69,16 @@ def per_class_chart(metrics: dict, out) -> None:
 
 
 def metrics_table(metrics: dict, out, note: str = "") -> None:
-    cols = ("map", "map50", "map75", "precision50", "recall50", "f1_50", "n_images", "n_unparseable")
+    cols = (
+        "map",
+        "map50",
+        "map75",
+        "precision50",
+        "recall50",
+        "f1_50",
+        "n_images",
+        "n_unparseable",
+    )
     rows = []
     for name in sorted(metrics, key=lambda n: (n != "base", n)):
         m = metrics[name]
@@ -109,7 +128,8 @@ def provenance(config_text: str, data_files: list, out) -> None:
             versions.append((p, "not installed"))
     vrows = "".join(f"<tr><td>{p}</td><td>{v}</td></tr>" for p, v in versions)
     drows = "".join(
-        f"<tr><td>{html.escape(str(f))}</td><td><code>{_sha(f)}</code></td></tr>" for f in data_files
+        f"<tr><td>{html.escape(str(f))}</td><td><code>{_sha(f)}</code></td></tr>"
+        for f in data_files
     )
     Path(out).write_text(
         "<html><body><h3>Configuration</h3><pre>" + html.escape(config_text) + "</pre>"

@@ -36,4 +36,6 @@ def setup(snakemake) -> logging.Logger:
 
 
 def resize_spec(params) -> ResizeSpec:
-    return ResizeSpec(min_pixels=params.resize["min_pixels"], max_pixels=params.resize["max_pixels"])
+    return ResizeSpec(
+        min_pixels=params.resize["min_pixels"], max_pixels=params.resize["max_pixels"]
+    )

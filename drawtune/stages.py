@@ -30,8 +30,16 @@ def write_json(obj, path) -> None:
 
 
 # --------------------------------------------------------------------------- validate
-def validate_dataset(ds: dict, rules: Rules, spec: ResizeSpec, max_rejected_fraction: float,
-                     records_out, rejects_out, summary_out, name: str = "") -> dict:
+def validate_dataset(
+    ds: dict,
+    rules: Rules,
+    spec: ResizeSpec,
+    max_rejected_fraction: float,
+    records_out,
+    rejects_out,
+    summary_out,
+    name: str = "",
+) -> dict:
     """Read one dataset (``format``: coco|swift), write records, rejects and counts."""
     fmt = ds["format"]
     images = ds.get("images")
@@ -39,21 +47,36 @@ def validate_dataset(ds: dict, rules: Rules, spec: ResizeSpec, max_rejected_frac
         if fmt == "coco":
             res = read_coco(Path(ds["annotations"]), rules, images, ds.get("group_key"))
         elif fmt == "swift":
-            res = read_swift(Path(ds["annotations"]), rules, ds.get("coords", "qwen3_vl"), images,
-                             spec, ds.get("group_key"))
+            res = read_swift(
+                Path(ds["annotations"]),
+                rules,
+                ds.get("coords", "qwen3_vl"),
+                images,
+                spec,
+                ds.get("group_key"),
+            )
         else:
             raise StageError(f"dataset {name}: unknown format {fmt!r}")
     except InputError as e:
         raise StageError(str(e)) from None
     dump_jsonl(res.records, records_out)
     dump_jsonl(res.rejects, rejects_out)
-    summary = {"dataset": name, "read": res.n_read, "converted": len(res.records),
-               "rejected": len(res.rejects)}
+    summary = {
+        "dataset": name,
+        "read": res.n_read,
+        "converted": len(res.records),
+        "rejected": len(res.rejects),
+    }
     write_json(summary, summary_out)
     for r in res.rejects:
         log.warning("rejected %s %s [%s]: %s", r["file"], r["record"], r["field"], r["reason"])
-    log.info("dataset %s: read %d, kept %d, rejected %d", name, summary["read"],
-             summary["converted"], summary["rejected"])
+    log.info(
+        "dataset %s: read %d, kept %d, rejected %d",
+        name,
+        summary["read"],
+        summary["converted"],
+        summary["rejected"],
+    )
     if res.n_read == 0:
         raise StageError(f"dataset {name}: {ds['annotations']} holds no records")
     frac = len(res.rejects) / res.n_read
@@ -66,8 +89,17 @@ def validate_dataset(ds: dict, rules: Rules, spec: ResizeSpec, max_rejected_frac
 
 
 # --------------------------------------------------------------------------- split
-def split_dataset(record_files: list, classes: list[str], val: float, test: float, salt: str,
-                  outputs: dict, truth_outputs: dict, rejects_out, summary_out) -> dict:
+def split_dataset(
+    record_files: list,
+    classes: list[str],
+    val: float,
+    test: float,
+    salt: str,
+    outputs: dict,
+    truth_outputs: dict,
+    rejects_out,
+    summary_out,
+) -> dict:
     records = []
     for f in record_files:
         records.extend(load_jsonl(f))
@@ -89,8 +121,9 @@ def split_dataset(record_files: list, classes: list[str], val: float, test: floa
 
 
 # --------------------------------------------------------------------------- convert
-def convert_split(records_file, family: str, prompt: str, spec: ResizeSpec, jsonl_out,
-                  manifest_out) -> int:
+def convert_split(
+    records_file, family: str, prompt: str, spec: ResizeSpec, jsonl_out, manifest_out
+) -> int:
     records = load_jsonl(records_file)
     dump_jsonl([swift_row(r, family, prompt, spec) for r in records], jsonl_out)
     dump_jsonl([manifest_row(r, family, spec) for r in records], manifest_out)
@@ -98,8 +131,20 @@ def convert_split(records_file, family: str, prompt: str, spec: ResizeSpec, json
 
 
 # --------------------------------------------------------------------------- swift runs
+def _executable(name: str) -> str:
+    """``name`` from PATH, else beside the running Python (an un-activated virtualenv)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    raise StageError(f"{name!r} is not installed: run `make install` or put it on PATH")
+
+
 def run_logged(cmd: list[str], env: dict, log_path) -> None:
     """Run ``cmd``, appending its output to ``log_path``; fail with the log's tail."""
+    cmd = [_executable(cmd[0]), *cmd[1:]]
     log.info("running: %s", " ".join(cmd))
     log.info("environment: %s", " ".join(f"{k}={v}" for k, v in sorted(env.items())))
     with open(log_path, "a") as f:
@@ -107,7 +152,9 @@ def run_logged(cmd: list[str], env: dict, log_path) -> None:
         proc = subprocess.run(cmd, env=swift_cmd.child_env(env), stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         tail = Path(log_path).read_text(errors="replace").splitlines()[-15:]
-        raise StageError(f"{cmd[0]} {cmd[1]} exited with {proc.returncode}:\n" + "\n".join(tail))
+        raise StageError(
+            f"{Path(cmd[0]).name} {cmd[1]} exited with {proc.returncode}:\n" + "\n".join(tail)
+        )
 
 
 def _last_checkpoint(run_dir: Path) -> Path:
@@ -120,14 +167,34 @@ def _last_checkpoint(run_dir: Path) -> Path:
 _TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin")
 
 
-def train(*, family, base, train_jsonl, val_jsonl, train_cfg, spec: ResizeSpec, run_dir,
-          adapter_out, logging_out, tensorboard_out, log_path, device="cpu") -> None:
+def train(
+    *,
+    family,
+    base,
+    train_jsonl,
+    val_jsonl,
+    train_cfg,
+    spec: ResizeSpec,
+    run_dir,
+    adapter_out,
+    logging_out,
+    tensorboard_out,
+    log_path,
+    device="cpu",
+) -> None:
     run_dir = Path(run_dir)
     if run_dir.exists():
         shutil.rmtree(run_dir)
     val = val_jsonl if val_jsonl and load_jsonl(val_jsonl) else None
-    cmd = swift_cmd.sft_command(family=family, base=base, train=str(train_jsonl), val=val,
-                                output_dir=str(run_dir), train_cfg=train_cfg, device=device)
+    cmd = swift_cmd.sft_command(
+        family=family,
+        base=base,
+        train=str(train_jsonl),
+        val=val,
+        output_dir=str(run_dir),
+        train_cfg=train_cfg,
+        device=device,
+    )
     env = swift_cmd.swift_env(family, spec.min_pixels, spec.max_pixels, base, device)
     run_logged(cmd, env, log_path)
     ckpt = _last_checkpoint(run_dir)
@@ -151,21 +218,42 @@ def merge(*, family, base, adapter, tuner, spec: ResizeSpec, merged_out, log_pat
         shutil.copytree(adapter, merged_out, ignore=shutil.ignore_patterns("trainer_state.json"))
         log.info("full fine-tuning: the checkpoint is the merged model; copied %s", adapter)
         return
-    cmd = swift_cmd.export_command(family=family, base=base, adapter=str(adapter),
-                                   output_dir=str(merged_out), device=device)
-    run_logged(cmd, swift_cmd.swift_env(family, spec.min_pixels, spec.max_pixels, base, device),
-               log_path)
+    cmd = swift_cmd.export_command(
+        family=family, base=base, adapter=str(adapter), output_dir=str(merged_out), device=device
+    )
+    run_logged(
+        cmd, swift_cmd.swift_env(family, spec.min_pixels, spec.max_pixels, base, device), log_path
+    )
 
 
-def predict(*, family, model, dataset, spec: ResizeSpec, batch_size, max_new_tokens, result_out,
-            log_path, device="cpu") -> None:
+def predict(
+    *,
+    family,
+    model,
+    dataset,
+    spec: ResizeSpec,
+    batch_size,
+    max_new_tokens,
+    result_out,
+    log_path,
+    device="cpu",
+) -> None:
     result_out = Path(result_out)
     result_out.unlink(missing_ok=True)  # swift infer appends to an existing result file
-    cmd = swift_cmd.infer_command(family=family, model=str(model), dataset=str(dataset),
-                                  result_path=str(result_out), batch_size=batch_size,
-                                  max_new_tokens=max_new_tokens, device=device)
-    run_logged(cmd, swift_cmd.swift_env(family, spec.min_pixels, spec.max_pixels, str(model), device),
-               log_path)
+    cmd = swift_cmd.infer_command(
+        family=family,
+        model=str(model),
+        dataset=str(dataset),
+        result_path=str(result_out),
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        device=device,
+    )
+    run_logged(
+        cmd,
+        swift_cmd.swift_env(family, spec.min_pixels, spec.max_pixels, str(model), device),
+        log_path,
+    )
     n_in, n_out = len(load_jsonl(dataset)), len(load_jsonl(result_out))
     if n_in != n_out:
         raise StageError(f"swift infer returned {n_out} rows for {n_in} inputs in {dataset}")
@@ -197,8 +285,9 @@ def match_results(rows: list[dict], truth: dict) -> list[tuple[dict, dict | None
     return pairs
 
 
-def score(rows: list[dict], truth: dict, family: str, spec: ResizeSpec,
-          manifest: list[dict] | None = None):
+def score(
+    rows: list[dict], truth: dict, family: str, spec: ResizeSpec, manifest: list[dict] | None = None
+):
     """Parse answers, map boxes to original pixels, compute metrics; return (metrics, details)."""
     frames = {m["image"]: (m["frame_width"], m["frame_height"]) for m in manifest or []}
     preds, details, n_bad = [], [], 0
@@ -221,14 +310,16 @@ def score(rows: list[dict], truth: dict, family: str, spec: ResizeSpec,
                 continue
             preds.append({"image_id": img["id"], "label": label, "bbox": px})
             boxes.append({"label": label, "bbox": [round(v, 2) for v in px]})
-        details.append({
-            "image": img["file_name"],
-            "matched": row is not None,
-            "parsed": parsed.ok,
-            "salvaged": parsed.salvaged,
-            "boxes": boxes,
-            "response": text,
-        })
+        details.append(
+            {
+                "image": img["file_name"],
+                "matched": row is not None,
+                "parsed": parsed.ok,
+                "salvaged": parsed.salvaged,
+                "boxes": boxes,
+                "response": text,
+            }
+        )
     metrics = coco_metrics(truth, preds, n_unparseable=n_bad)
     return metrics, details
 

@@ -16,11 +16,14 @@ TEMPLATES = {"qwen3_vl": "qwen3_vl", "qwen2_5_vl": "qwen2_5_vl"}
 
 
 def is_local_model(base: str) -> bool:
-    """A local directory (or a path-looking string); otherwise a hub id such as ``Qwen/Qwen3-VL-4B-Instruct``."""
+    """A local directory (or a path-looking string); otherwise a hub id such as
+    ``Qwen/Qwen3-VL-4B-Instruct``."""
     return base.startswith(("/", "./", "../", "resources/", "results/")) or Path(base).is_dir()
 
 
-def swift_env(family: str, min_pixels: int, max_pixels: int, base: str, device: str = "cpu") -> dict:
+def swift_env(
+    family: str, min_pixels: int, max_pixels: int, base: str, device: str = "cpu"
+) -> dict:
     """Environment for every swift call: image-size bounds as whole visual-token counts (what
     ms-swift and qwen-vl-utils use), Qwen-VL bbox handling, and offline hub for local models."""
     f2 = vision_factor(family) ** 2
@@ -66,31 +69,56 @@ def sft_command(
     t = train_cfg
     cmd = ["swift", "sft", *_model_args(family, base, device)]
     cmd += [
-        "--check_model", "false",
-        "--dataset", train,
-        "--output_dir", output_dir,
-        "--add_version", "false",
-        "--tuner_type", t["tuner"] if t["tuner"] != "qlora" else "lora",
-        "--num_train_epochs", str(t["epochs"]),
-        "--learning_rate", str(t["learning_rate"]),
-        "--per_device_train_batch_size", str(t["batch_size"]),
-        "--per_device_eval_batch_size", str(t["batch_size"]),
-        "--gradient_accumulation_steps", str(t["grad_accum"]),
-        "--max_length", str(t["max_length"]),
-        "--warmup_ratio", str(t["warmup_ratio"]),
-        "--weight_decay", str(t["weight_decay"]),
-        "--freeze_vit", str(t["freeze_vit"]).lower(),
-        "--freeze_aligner", str(t["freeze_aligner"]).lower(),
-        "--gradient_checkpointing", str(t["gradient_checkpointing"]).lower(),
-        "--seed", str(t["seed"]),
-        "--data_seed", str(t["seed"]),
-        "--dataloader_num_workers", str(t["dataloader_workers"]),
-        "--dataset_num_proc", "1",
-        "--logging_steps", str(t["logging_steps"]),
-        "--save_strategy", "epoch",
-        "--save_total_limit", "2",
-        "--report_to", "tensorboard",
-        "--split_dataset_ratio", "0",
+        "--check_model",
+        "false",
+        "--dataset",
+        train,
+        "--output_dir",
+        output_dir,
+        "--add_version",
+        "false",
+        "--tuner_type",
+        t["tuner"] if t["tuner"] != "qlora" else "lora",
+        "--num_train_epochs",
+        str(t["epochs"]),
+        "--learning_rate",
+        str(t["learning_rate"]),
+        "--per_device_train_batch_size",
+        str(t["batch_size"]),
+        "--per_device_eval_batch_size",
+        str(t["batch_size"]),
+        "--gradient_accumulation_steps",
+        str(t["grad_accum"]),
+        "--max_length",
+        str(t["max_length"]),
+        "--warmup_ratio",
+        str(t["warmup_ratio"]),
+        "--weight_decay",
+        str(t["weight_decay"]),
+        "--freeze_vit",
+        str(t["freeze_vit"]).lower(),
+        "--freeze_aligner",
+        str(t["freeze_aligner"]).lower(),
+        "--gradient_checkpointing",
+        str(t["gradient_checkpointing"]).lower(),
+        "--seed",
+        str(t["seed"]),
+        "--data_seed",
+        str(t["seed"]),
+        "--dataloader_num_workers",
+        str(t["dataloader_workers"]),
+        "--dataset_num_proc",
+        "1",
+        "--logging_steps",
+        str(t["logging_steps"]),
+        "--save_strategy",
+        "epoch",
+        "--save_total_limit",
+        "2",
+        "--report_to",
+        "tensorboard",
+        "--split_dataset_ratio",
+        "0",
     ]
     if val:
         cmd += ["--val_dataset", val, "--eval_strategy", "epoch"]
@@ -99,10 +127,14 @@ def sft_command(
     if t["tuner"] in ("lora", "qlora"):
         lora = t["lora"]
         cmd += [
-            "--lora_rank", str(lora["rank"]),
-            "--lora_alpha", str(lora["alpha"]),
-            "--lora_dropout", str(lora["dropout"]),
-            "--target_modules", *str(lora["target_modules"]).split(),
+            "--lora_rank",
+            str(lora["rank"]),
+            "--lora_alpha",
+            str(lora["alpha"]),
+            "--lora_dropout",
+            str(lora["dropout"]),
+            "--target_modules",
+            *str(lora["target_modules"]).split(),
         ]
     if t["tuner"] == "qlora":
         cmd += ["--quant_method", "bnb", "--quant_bits", "4", "--bnb_4bit_quant_type", "nf4"]
@@ -114,27 +146,47 @@ def sft_command(
 def export_command(*, family: str, base: str, adapter: str, output_dir: str, device: str = "cpu"):
     """``swift export`` merging a LoRA adapter into its base model."""
     return [
-        "swift", "export", *_model_args(family, base, device),
-        "--adapters", adapter,
-        "--merge_lora", "true",
-        "--output_dir", output_dir,
+        "swift",
+        "export",
+        *_model_args(family, base, device),
+        "--adapters",
+        adapter,
+        "--merge_lora",
+        "true",
+        "--output_dir",
+        output_dir,
     ]
 
 
 def infer_command(
-    *, family: str, model: str, dataset: str, result_path: str, batch_size: int,
-    max_new_tokens: int, device: str = "cpu",
+    *,
+    family: str,
+    model: str,
+    dataset: str,
+    result_path: str,
+    batch_size: int,
+    max_new_tokens: int,
+    device: str = "cpu",
 ) -> list[str]:
     """Greedy ``swift infer`` with the transformers backend over one JSONL split."""
     return [
-        "swift", "infer", *_model_args(family, model, device),
-        "--val_dataset", dataset,
-        "--infer_backend", "transformers",
-        "--max_batch_size", str(batch_size),
-        "--temperature", "0",
-        "--max_new_tokens", str(max_new_tokens),
-        "--result_path", result_path,
-        "--seed", "0",
+        "swift",
+        "infer",
+        *_model_args(family, model, device),
+        "--val_dataset",
+        dataset,
+        "--infer_backend",
+        "transformers",
+        "--max_batch_size",
+        str(batch_size),
+        "--temperature",
+        "0",
+        "--max_new_tokens",
+        str(max_new_tokens),
+        "--result_path",
+        result_path,
+        "--seed",
+        "0",
     ]
 
 

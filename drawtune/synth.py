@@ -131,7 +131,9 @@ def draw_sheet(seed: int, index: int, width: int = 640):
     d.line([(tb[0], tb[1] + th // 2), (tb[2], tb[1] + th // 2)], fill=0, width=1)
     d.line([(tb[0] + tw // 2, tb[1] + th // 2), (tb[0] + tw // 2, tb[3])], fill=0, width=1)
     d.text((tb[0] + 3, tb[1] + 3), f"DRAWTUNE {rng.choice(_WORDS)}", fill=0, font=_font(fs))
-    d.text((tb[0] + 3, tb[1] + th // 2 + 3), f"DWG {rng.randint(1000, 9999)}", fill=0, font=_font(fs))
+    d.text(
+        (tb[0] + 3, tb[1] + th // 2 + 3), f"DWG {rng.randint(1000, 9999)}", fill=0, font=_font(fs)
+    )
     d.text((tb[0] + tw // 2 + 3, tb[1] + th // 2 + 3), "SCALE 1:1", fill=0, font=_font(fs))
     objs.append(("title_block", tb))
     right_top = m + 4
@@ -140,7 +142,9 @@ def draw_sheet(seed: int, index: int, width: int = 640):
         col_w = [int(width * 0.04), int(width * 0.14), int(width * 0.06)]
         row_h = fs + 4
         x0 = width - m - 4 - sum(col_w)
-        objs.append(("table", _table(d, rng, x0, right_top, rows, col_w, row_h, fs, ("NO", "PART", "QTY"))))
+        objs.append(
+            ("table", _table(d, rng, x0, right_top, rows, col_w, row_h, fs, ("NO", "PART", "QTY")))
+        )
         right_top += rows * row_h + 6
     if rng.random() < 0.7:  # notes, bottom left
         n = rng.randint(2, 4)
@@ -179,7 +183,9 @@ def write_dataset(out: Path, n: int, seed: int = 0, width: int = 640) -> dict:
     (out / "images").mkdir(parents=True, exist_ok=True)
     coco = {
         "info": {"description": f"drawtune synthetic drawings, seed {seed}"},
-        "categories": [{"id": i + 1, "name": c, "supercategory": "drawing"} for i, c in enumerate(CLASSES)],
+        "categories": [
+            {"id": i + 1, "name": c, "supercategory": "drawing"} for i, c in enumerate(CLASSES)
+        ],
         "images": [],
         "annotations": [],
     }
@@ -188,7 +194,9 @@ def write_dataset(out: Path, n: int, seed: int = 0, width: int = 640) -> dict:
         img, boxes = draw_sheet(seed, i, width)
         name = f"sheet_{seed:04d}_{i:05d}.png"
         img.save(out / "images" / name, optimize=False)
-        coco["images"].append({"id": i + 1, "file_name": f"images/{name}", "width": img.width, "height": img.height})
+        coco["images"].append(
+            {"id": i + 1, "file_name": f"images/{name}", "width": img.width, "height": img.height}
+        )
         for label, (x1, y1, x2, y2) in boxes:
             coco["annotations"].append(
                 {

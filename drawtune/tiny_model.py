@@ -147,8 +147,13 @@ def build_processor(family: str, tok_dir: Path):
     if family == "qwen3_vl":
         from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
-        image = Qwen2VLImageProcessor(patch_size=16, merge_size=2, temporal_patch_size=2,
-                                      image_mean=[0.5] * 3, image_std=[0.5] * 3)
+        image = Qwen2VLImageProcessor(
+            patch_size=16,
+            merge_size=2,
+            temporal_patch_size=2,
+            image_mean=[0.5] * 3,
+            image_std=[0.5] * 3,
+        )
         video = Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2)
         return Qwen3VLProcessor(image_processor=image, tokenizer=tokenizer, video_processor=video)
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor

@@ -2,10 +2,12 @@ rule synth_drawings:
     output:
         annotations="resources/synth/{dataset}/annotations.json",
         images=directory("resources/synth/{dataset}/images"),
-    params:
-        synthetic=lambda wc: dataset_cfg(wc.dataset)["synthetic"],
     log:
         "logs/synth_drawings/{dataset}.log",
+    conda:
+        "../envs/drawtune.yaml"
+    params:
+        synthetic=lambda wc: dataset_cfg(wc.dataset)["synthetic"],
     script:
         "../scripts/synth_drawings.py"
 
@@ -17,32 +19,39 @@ rule validate_annotations:
         records="results/validated/{dataset}/records.jsonl",
         rejects="results/validated/{dataset}/rejects.jsonl",
         summary="results/validated/{dataset}/summary.json",
+    log:
+        "logs/validate_annotations/{dataset}.log",
+    benchmark:
+        "benchmarks/validate_annotations/{dataset}.tsv"
+    conda:
+        "../envs/drawtune.yaml"
     params:
         dataset=dataset_params,
         classes=config["classes"],
         validation=config["validation"],
         resize=resize_params(),
-    log:
-        "logs/validate_annotations/{dataset}.log",
-    benchmark:
-        "benchmarks/validate_annotations/{dataset}.tsv"
     script:
         "../scripts/validate_annotations.py"
 
 
 rule split_dataset:
     input:
-        records=expand(rules.validate_annotations.output.records, dataset=sorted(config["datasets"])),
+        records=expand(
+            rules.validate_annotations.output.records,
+            dataset=sorted(config["datasets"]),
+        ),
     output:
         **{s: f"results/splits/{s}.jsonl" for s in SPLITS},
         **{f"{s}_truth": f"results/splits/{s}.coco.json" for s in SPLITS},
         rejects="results/splits/rejects.jsonl",
         summary="results/splits/summary.json",
+    log:
+        "logs/split_dataset/split.log",
+    conda:
+        "../envs/drawtune.yaml"
     params:
         split=config["split"],
         classes=config["classes"],
-    log:
-        "logs/split_dataset/split.log",
     script:
         "../scripts/split_dataset.py"
 
@@ -53,11 +62,13 @@ rule convert_annotations:
     output:
         jsonl="results/swift/{split}.jsonl",
         manifest="results/swift/{split}.manifest.jsonl",
+    log:
+        "logs/convert_annotations/{split}.log",
+    conda:
+        "../envs/drawtune.yaml"
     params:
         family=FAMILY,
         prompt=config["prompt"],
         resize=resize_params(),
-    log:
-        "logs/convert_annotations/{split}.log",
     script:
         "../scripts/convert_annotations.py"

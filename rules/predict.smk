@@ -4,16 +4,18 @@ rule predict_split:
         data="results/swift/{split}.jsonl",
     output:
         results="results/predictions/{model}/{split}.jsonl",
+    log:
+        "logs/predict_split/{model}/{split}.log",
+    benchmark:
+        "benchmarks/predict_split/{model}/{split}.tsv"
+    conda:
+        "../envs/swift.yaml"
+    resources:
+        gpu=1,
     params:
         model=model_path_for,
         family=FAMILY,
         resize=resize_params(),
         predict=config["predict"],
-    resources:
-        gpu=1,
-    log:
-        "logs/predict_split/{model}/{split}.log",
-    benchmark:
-        "benchmarks/predict_split/{model}/{split}.tsv"
     script:
         "../scripts/predict_split.py"

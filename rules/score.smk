@@ -12,11 +12,13 @@ rule score_detections:
             labels={"model": "{model}", "file": "metrics (JSON)"},
         ),
         details="results/metrics/{model}/test.details.jsonl",
+    log:
+        "logs/score_detections/{model}.log",
+    conda:
+        "../envs/drawtune.yaml"
     params:
         family=FAMILY,
         resize=resize_params(),
-    log:
-        "logs/score_detections/{model}.log",
     script:
         "../scripts/score_detections.py"
 
@@ -27,7 +29,10 @@ rule report_assets:
         details=expand(rules.score_detections.output.details, model=MODELS),
         logging=expand(rules.train_adapter.output.logging, experiment=EXPERIMENTS),
         truth="results/splits/test.coco.json",
-        summaries=expand(rules.validate_annotations.output.summary, dataset=sorted(config["datasets"])),
+        summaries=expand(
+            rules.validate_annotations.output.summary,
+            dataset=sorted(config["datasets"]),
+        ),
         split_summary="results/splits/summary.json",
         data=expand("results/swift/{split}.jsonl", split=SPLITS),
     output:
@@ -62,13 +67,15 @@ rule report_assets:
             category="Provenance",
             labels={"file": "config, versions, data hashes"},
         ),
+    log:
+        "logs/report_assets/report.log",
+    conda:
+        "../envs/drawtune.yaml"
     params:
         models=MODELS,
         experiments=EXPERIMENTS,
         overlays=config["report"]["overlays"],
         note=report_note(),
         config_text=lambda wc: json.dumps(config, indent=2, sort_keys=True),
-    log:
-        "logs/report_assets/report.log",
     script:
         "../scripts/report_assets.py"

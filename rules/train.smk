@@ -7,18 +7,20 @@ rule train_adapter:
         adapter=directory("results/train/{experiment}/adapter"),
         logging="results/train/{experiment}/logging.jsonl",
         tensorboard=directory("results/train/{experiment}/tensorboard"),
+    log:
+        "logs/train_adapter/{experiment}.log",
+    benchmark:
+        "benchmarks/train_adapter/{experiment}.tsv"
+    conda:
+        "../envs/swift.yaml"
+    resources:
+        gpu=1,
     params:
         base=base_model(),
         family=FAMILY,
         resize=resize_params(),
         train=lambda wc: experiment_cfg(wc.experiment),
         run_dir=lambda wc, output: str(Path(output.logging).parent / "run"),
-    resources:
-        gpu=1,
-    log:
-        "logs/train_adapter/{experiment}.log",
-    benchmark:
-        "benchmarks/train_adapter/{experiment}.tsv"
     script:
         "../scripts/train_adapter.py"
 
@@ -29,16 +31,18 @@ rule merge_adapter:
         adapter=rules.train_adapter.output.adapter,
     output:
         model=directory("results/merged/{experiment}"),
+    log:
+        "logs/merge_adapter/{experiment}.log",
+    benchmark:
+        "benchmarks/merge_adapter/{experiment}.tsv"
+    conda:
+        "../envs/swift.yaml"
+    resources:
+        gpu=1,
     params:
         base=base_model(),
         family=FAMILY,
         resize=resize_params(),
         tuner=lambda wc: experiment_cfg(wc.experiment)["tuner"],
-    resources:
-        gpu=1,
-    log:
-        "logs/merge_adapter/{experiment}.log",
-    benchmark:
-        "benchmarks/merge_adapter/{experiment}.tsv"
     script:
         "../scripts/merge_adapter.py"

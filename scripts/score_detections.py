@@ -18,5 +18,9 @@ if __name__ == "__main__":
     )
     write_json(metrics, snakemake.output.metrics)
     dump_jsonl(details, snakemake.output.details)
-    log.info("map50 %.4f, unparseable %d of %d", metrics["map50"], metrics["n_unparseable"],
-             metrics["n_images"])
+    log.info(
+        "map50 %.4f, unparseable %d of %d",
+        metrics["map50"],
+        metrics["n_unparseable"],
+        metrics["n_images"],
+    )

@@ -10,4 +10,6 @@ if __name__ == "__main__":
     syn = snakemake.params.synthetic
     out = Path(snakemake.output.annotations).parent
     coco = write_dataset(out, n=syn["n"], seed=syn.get("seed", 0), width=syn.get("width", 640))
-    log.info("wrote %d drawings, %d boxes to %s", len(coco["images"]), len(coco["annotations"]), out)
+    log.info(
+        "wrote %d drawings, %d boxes to %s", len(coco["images"]), len(coco["annotations"]), out
+    )
