@@ -7,5 +7,5 @@ rule build_tiny_model:
         "benchmarks/build_tiny_model/{family}.tsv"
     conda:
         "../envs/swift.yaml"
-    shell:
-        "drawtune tiny-model --family {wildcards.family:q} --out {output.model:q} > {log:q} 2>&1"
+    script:
+        "../scripts/build_tiny_model.py"
