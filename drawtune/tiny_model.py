@@ -68,6 +68,22 @@ def build_config(family: str, size: TinySize):
         eos_token_id=151645,
         pad_token_id=151643,
     )
+    vision = dict(
+        depth=size.vision_depth,
+        hidden_size=size.vision_hidden,
+        intermediate_size=size.vision_hidden * 2,
+        num_heads=size.vision_heads,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        out_hidden_size=size.hidden,
+    )
+    special = dict(
+        image_token_id=VISION_TOKENS["<|image_pad|>"],
+        video_token_id=VISION_TOKENS["<|video_pad|>"],
+        vision_start_token_id=VISION_TOKENS["<|vision_start|>"],
+        vision_end_token_id=VISION_TOKENS["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
     if family == "qwen3_vl":
         from transformers import Qwen3VLConfig
 
@@ -80,27 +96,12 @@ def build_config(family: str, size: TinySize):
                 "mrope_interleaved": True,
             },
         )
-        vision = dict(
-            depth=size.vision_depth,
-            hidden_size=size.vision_hidden,
-            intermediate_size=size.vision_hidden * 2,
-            num_heads=size.vision_heads,
+        vision.update(
             patch_size=16,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            out_hidden_size=size.hidden,
             num_position_embeddings=2304,
             deepstack_visual_indexes=list(range(min(size.vision_depth, 3))),
         )
-        return Qwen3VLConfig(
-            text_config=text,
-            vision_config=vision,
-            image_token_id=151655,
-            video_token_id=151656,
-            vision_start_token_id=151652,
-            vision_end_token_id=151653,
-            tie_word_embeddings=True,
-        )
+        return Qwen3VLConfig(text_config=text, vision_config=vision, **special)
     if family == "qwen2_5_vl":
         from transformers import Qwen2_5_VLConfig
 
@@ -112,27 +113,8 @@ def build_config(family: str, size: TinySize):
             },
             max_window_layers=size.layers,
         )
-        vision = dict(
-            depth=size.vision_depth,
-            hidden_size=size.vision_hidden,
-            intermediate_size=size.vision_hidden * 2,
-            num_heads=size.vision_heads,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            window_size=112,
-            out_hidden_size=size.hidden,
-            fullatt_block_indexes=[size.vision_depth - 1],
-        )
-        return Qwen2_5_VLConfig(
-            text_config=text,
-            vision_config=vision,
-            image_token_id=151655,
-            video_token_id=151656,
-            vision_start_token_id=151652,
-            vision_end_token_id=151653,
-            tie_word_embeddings=True,
-        )
+        vision.update(patch_size=14, window_size=112, fullatt_block_indexes=[size.vision_depth - 1])
+        return Qwen2_5_VLConfig(text_config=text, vision_config=vision, **special)
     raise ValueError(f"unknown family {family!r}; expected qwen3_vl or qwen2_5_vl")
 
 
