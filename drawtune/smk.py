@@ -39,3 +39,10 @@ def resize_spec(params) -> ResizeSpec:
     return ResizeSpec(
         min_pixels=params.resize["min_pixels"], max_pixels=params.resize["max_pixels"]
     )
+
+
+def detect_device() -> str:
+    """``cuda`` when a GPU is visible to this job, else ``cpu`` (the ms-swift flags differ)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

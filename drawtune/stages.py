@@ -145,6 +145,8 @@ def _executable(name: str) -> str:
 def run_logged(cmd: list[str], env: dict, log_path) -> None:
     """Run ``cmd``, appending its output to ``log_path``; fail with the log's tail."""
     cmd = [_executable(cmd[0]), *cmd[1:]]
+    if "--attn_impl" in cmd:
+        log.info("attention implementation: %s", cmd[cmd.index("--attn_impl") + 1])
     log.info("running: %s", " ".join(cmd))
     log.info("environment: %s", " ".join(f"{k}={v}" for k, v in sorted(env.items())))
     with open(log_path, "a") as f:

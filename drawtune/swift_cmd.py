@@ -7,6 +7,7 @@ settings always give the same command. Pure functions: the rules run what these 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -51,8 +52,15 @@ def _model_args(family: str, base: str, device: str) -> list[str]:
     if device == "cpu":
         args += ["--torch_dtype", "float32", "--attn_impl", "sdpa"]
     else:
-        args += ["--torch_dtype", "bfloat16"]
+        args += ["--torch_dtype", "bfloat16", "--attn_impl", attn_impl(device)]
     return args
+
+
+def attn_impl(device: str) -> str:
+    """FlashAttention when its package is importable on a GPU, else PyTorch SDPA."""
+    if device != "cpu" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attn"
+    return "sdpa"
 
 
 def sft_command(

@@ -1,6 +1,8 @@
 rule build_tiny_model:
     output:
         model=directory("resources/models/tiny-{family}"),
+    params:
+        tiny=config["model"]["tiny"],
     log:
         "logs/build_tiny_model/{family}.log",
     benchmark:

@@ -1,6 +1,6 @@
 """Snakemake adapter: merge a LoRA adapter with `swift export` (drawtune.stages.merge)."""
 
-from drawtune.smk import resize_spec, setup
+from drawtune.smk import detect_device, resize_spec, setup
 from drawtune.stages import merge
 
 if __name__ == "__main__":
@@ -14,4 +14,5 @@ if __name__ == "__main__":
         spec=resize_spec(p),
         merged_out=snakemake.output.model,
         log_path=snakemake.log[0],
+        device=detect_device(),
     )

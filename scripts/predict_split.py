@@ -1,6 +1,6 @@
 """Snakemake adapter: `swift infer` over one split (drawtune.stages.predict)."""
 
-from drawtune.smk import resize_spec, setup
+from drawtune.smk import detect_device, resize_spec, setup
 from drawtune.stages import predict
 
 if __name__ == "__main__":
@@ -15,4 +15,5 @@ if __name__ == "__main__":
         max_new_tokens=p.predict["max_new_tokens"],
         result_out=snakemake.output.results,
         log_path=snakemake.log[0],
+        device=detect_device(),
     )

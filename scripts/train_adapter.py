@@ -1,6 +1,6 @@
 """Snakemake adapter: `swift sft` for one experiment (drawtune.stages.train)."""
 
-from drawtune.smk import resize_spec, setup
+from drawtune.smk import detect_device, resize_spec, setup
 from drawtune.stages import train
 
 if __name__ == "__main__":
@@ -18,4 +18,5 @@ if __name__ == "__main__":
         logging_out=out.logging,
         tensorboard_out=out.tensorboard,
         log_path=snakemake.log[0],
+        device=detect_device(),
     )

@@ -1,0 +1,189 @@
+"""Learning proof: train a small Qwen-VL from scratch through the workflow, score it on
+held-out drawings beside the same model untrained, and write bench/results/learning_proof.json.
+
+Usage (on a GPU machine, from the repository root):
+    python bench/learning_proof.py --family qwen3_vl [--override extra.yaml] [--curve]
+
+Each family runs in its own copy of the workflow under bench/runs/<family>/ with
+config/learning-proof.yaml (and, for qwen2_5_vl, config/learning-proof-qwen2_5_vl.yaml) applied
+on top of config/config.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTS = ("Snakefile", "rules", "scripts", "config", "report", "envs", "profiles")
+
+
+def gpu_name() -> str:
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def bench_seconds(wd: Path, pattern: str) -> float:
+    total = 0.0
+    for f in wd.glob(pattern):
+        rows = list(csv.DictReader(f.open(), delimiter="\t"))
+        total += sum(float(r["s"]) for r in rows)
+    return total
+
+
+def run(family: str, overrides: list[Path], wd: Path, curve: bool, curve_every: int = 3) -> dict:
+    if wd.exists():
+        shutil.rmtree(wd)
+    wd.mkdir(parents=True)
+    for p in PARTS:
+        src = ROOT / p
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, wd / p)
+    files = [str(ROOT / "config" / "learning-proof.yaml")]
+    if family == "qwen2_5_vl":
+        files.append(str(ROOT / "config" / "learning-proof-qwen2_5_vl.yaml"))
+    files += [str(p.resolve()) for p in overrides]
+    targets = ["results/metrics/demo/test.json", "results/metrics/base/test.json"]
+    cmd = [
+        shutil.which("snakemake") or "snakemake",
+        *targets,
+        "--profile",
+        "profiles/local",
+        "--cores",
+        "all",
+        "--configfile",
+        "config/config.yaml",
+        *files,
+        "--set-threads",
+        *(
+            f"{r}={os.cpu_count()}"
+            for r in ("synth_drawings", "train_adapter", "predict_split", "merge_adapter")
+        ),
+    ]
+    t0 = time.time()
+    proc = subprocess.run(cmd, cwd=wd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    wall = time.time() - t0
+    if proc.returncode:
+        for log in sorted((wd / "logs").rglob("*.log")):
+            print(f"==> {log}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:]))
+        sys.exit(proc.returncode)
+    trained = json.loads((wd / targets[0]).read_text())
+    untrained = json.loads((wd / targets[1]).read_text())
+    rows = [json.loads(x) for x in (wd / "results/train/demo/logging.jsonl").open()]
+    steps = [r for r in rows if "loss" in r]
+    n_steps = max(
+        (
+            int(str(r["global_step/max_steps"]).split("/")[0])
+            for r in rows
+            if "global_step/max_steps" in r
+        ),
+        default=0,
+    )
+    gpu_s = sum(
+        bench_seconds(wd, f"benchmarks/{r}/**/*.tsv")
+        for r in ("train_adapter", "merge_adapter", "predict_split")
+    )
+    result = {
+        "map50": trained["map50"],
+        "map": trained["map"],
+        "parse_rate": round(1 - trained["n_unparseable"] / trained["n_images"], 4),
+        "untrained_map50": untrained["map50"],
+        "untrained_parse_rate": round(1 - untrained["n_unparseable"] / untrained["n_images"], 4),
+        "n_test_images": trained["n_images"],
+        "gpu_minutes": round(gpu_s / 60, 2),
+        "wall_minutes": round(wall / 60, 2),
+        "steps": n_steps,
+        "final_loss": steps[-1]["loss"] if steps else None,
+        "device": gpu_name(),
+        "per_class_ap50": {k: v["ap50"] for k, v in trained["per_class"].items()},
+    }
+    if curve:
+        result["curve"] = [
+            {
+                "step": 0,
+                "map50": result["untrained_map50"],
+                "parse_rate": result["untrained_parse_rate"],
+            }
+        ]
+        result["curve"] += map50_curve(wd, family, curve_every)
+        result["curve"].append(
+            {"step": n_steps, "map50": result["map50"], "parse_rate": result["parse_rate"]}
+        )
+    return result
+
+
+def map50_curve(wd: Path, family: str, every: int) -> list[dict]:
+    """mAP50 of every kept checkpoint on the test split (same predict and score code)."""
+    sys.path.insert(0, str(ROOT))
+    import yaml
+
+    from drawtune.convert import load_jsonl
+    from drawtune.coords import ResizeSpec
+    from drawtune.smk import detect_device
+    from drawtune.stages import predict, score
+
+    cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
+    m = cfg["model"]
+    spec = ResizeSpec(m.get("min_pixels", 3136), m.get("max_pixels", 1003520))
+    truth = json.loads((wd / "results/splits/test.coco.json").read_text())
+    out = []
+    ckpts = sorted(
+        (wd / "results/train/demo/run").glob("checkpoint-*"),
+        key=lambda p: int(p.name.split("-")[1]),
+    )
+    for ck in ckpts[every - 1 : -1 : every]:  # the last checkpoint is the scored model
+        res = wd / f"results/curve/{ck.name}.jsonl"
+        res.parent.mkdir(parents=True, exist_ok=True)
+        predict(
+            family=family,
+            model=str(ck),
+            dataset=str(wd / "results/swift/test.jsonl"),
+            spec=spec,
+            batch_size=64,
+            max_new_tokens=320,
+            result_out=res,
+            log_path=str(res.with_suffix(".log")),
+            device=detect_device(),
+        )
+        metrics, _ = score(load_jsonl(res), truth, family, spec)
+        out.append(
+            {
+                "step": int(ck.name.split("-")[1]),
+                "map50": metrics["map50"],
+                "parse_rate": round(1 - metrics["n_unparseable"] / metrics["n_images"], 4),
+            }
+        )
+        print(out[-1], flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--family", choices=("qwen3_vl", "qwen2_5_vl"), required=True)
+    ap.add_argument("--override", type=Path, action="append", default=[])
+    ap.add_argument("--workdir", type=Path)
+    ap.add_argument("--curve", action="store_true", help="also score kept checkpoints")
+    ap.add_argument("--curve-every", type=int, default=3, help="score every n-th epoch checkpoint")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/learning_proof.json")
+    a = ap.parse_args()
+    wd = a.workdir or ROOT / "bench/runs" / a.family
+    result = run(a.family, a.override, wd, a.curve, a.curve_every)
+    print(json.dumps(result, indent=2))
+    allres = json.loads(a.out.read_text()) if a.out.exists() else {}
+    allres[a.family] = result
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(allres, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
