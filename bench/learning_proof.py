@@ -137,6 +137,7 @@ def map50_curve(wd: Path, family: str, every: int) -> list[dict]:
     spec = ResizeSpec(m.get("min_pixels", 3136), m.get("max_pixels", 1003520))
     truth = json.loads((wd / "results/splits/test.coco.json").read_text())
     out = []
+    os.chdir(wd)  # image paths in the JSONL are relative to the workflow's folder
     ckpts = sorted(
         (wd / "results/train/demo/run").glob("checkpoint-*"),
         key=lambda p: int(p.name.split("-")[1]),

@@ -62,17 +62,23 @@ def _objects(value) -> list[tuple[str, list[float]]]:
 
 
 def _json_values(text: str):
-    """Every JSON list or object in ``text``, left to right, outermost first."""
+    """Every JSON list or object in ``text``, left to right, outermost first.
+
+    Yields ``(value, broken)``: ``broken`` is True for an object found after a ``[`` that does
+    not decode, i.e. an element of a cut-off or malformed list.
+    """
     dec = json.JSONDecoder()
     i = 0
+    broken = False
     while i < len(text):
         if text[i] in "[{":
             try:
                 value, end = dec.raw_decode(text, i)
             except json.JSONDecodeError:
+                broken = broken or text[i] == "["
                 i += 1
                 continue
-            yield value
+            yield value, broken and isinstance(value, dict)
             i = end
         else:
             i += 1
@@ -104,11 +110,19 @@ def parse_answer(text: str | None) -> Parsed:
     body = fence.group(1) if fence else text
     empty_list_seen = False
     for candidate in (body, text) if fence else (text,):
-        for value in _json_values(candidate):
+        pieces: list[tuple[str, list[float]]] = []
+        for value, broken in _json_values(candidate):
+            if broken:
+                pieces.extend(_objects(value))
+                continue
+            if pieces:
+                break
             boxes = _objects(value)
             if boxes:
                 return Parsed(boxes=boxes)
             empty_list_seen = empty_list_seen or value == []
+        if pieces:
+            return Parsed(boxes=pieces, salvaged=True)
     if empty_list_seen:
         return Parsed()
     legacy = [

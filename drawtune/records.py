@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .coords import DEFAULT_SPEC, ResizeSpec, from_model
+from .coords import DEFAULT_SPEC, ResizeSpec, model_frame
 from .parse import parse_answer
 
 COORDS = ("qwen3_vl", "qwen2_5_vl", "pixels")
@@ -97,10 +97,9 @@ def _resolve_image(root: Path, name: str, src: str, rec: str, fld: str) -> Path:
         raise Reject(src, rec, fld, "missing image path")
     if os.path.isabs(name):
         raise Reject(src, rec, fld, f"absolute image path {name!r} is not allowed")
-    path = Path(os.path.normpath(root / name))
-    if os.path.commonpath([str(path), str(Path(os.path.normpath(root)))]) != str(
-        Path(os.path.normpath(root))
-    ):
+    base = os.path.abspath(root)
+    path = Path(os.path.abspath(os.path.join(base, name)))
+    if os.path.commonpath([str(path), base]) != base:
         raise Reject(src, rec, fld, f"image path {name!r} escapes the dataset root {root}")
     if not path.is_file():
         raise Reject(src, rec, fld, f"image file {path} does not exist")
@@ -247,9 +246,15 @@ def read_swift(
                 )
             boxes = []
             for k, (label, box) in enumerate(parsed.boxes):
-                px = box if coords == "pixels" else from_model(box, coords, w, h, spec)
-                if coords != "pixels" and (min(box) < 0 or box[2] < box[0] or box[3] < box[1]):
-                    px = box  # keep the raw values so the check below names them
+                px = box if coords == "pixels" else _model_to_pixels(box, coords, w, h, spec)
+                if px is None:
+                    raise Reject(
+                        src,
+                        rec,
+                        f"messages[assistant].content[{k}].bbox",
+                        f"box {box} lies outside the {coords} coordinate frame "
+                        f"{model_frame(coords, w, h, spec)}",
+                    )
                 boxes.append(
                     _check_box(
                         px, label, w, h, src, rec, f"messages[assistant].content[{k}]", rules
@@ -261,6 +266,15 @@ def read_swift(
         group = row.get(group_key) if group_key else None
         out.records.append(_record(src, rec, image, sha, w, h, boxes, group))
     return out
+
+
+def _model_to_pixels(box, family, w, h, spec):
+    """Model-frame box -> pixels without clamping, or None when it leaves the frame."""
+    fx, fy = model_frame(family, w, h, spec)
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if min(x1, y1, x2, y2) < 0 or max(x1, x2) > fx or max(y1, y2) > fy:
+        return None
+    return [x1 * w / fx, y1 * h / fy, x2 * w / fx, y2 * h / fy]
 
 
 def _record(src, rec, image, sha, w, h, boxes, group):

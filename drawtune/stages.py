@@ -277,12 +277,14 @@ def match_results(rows: list[dict], truth: dict) -> list[tuple[dict, dict | None
             continue
         by_path.setdefault(str(p), r)
         by_name.setdefault(Path(str(p)).name, []).append(r)
+    # rows taken by an exact path are never offered to another image by name
+    taken = {id(by_path[i["file_name"]]) for i in truth["images"] if i["file_name"] in by_path}
     pairs = []
     for img in truth["images"]:
         r = by_path.get(img["file_name"])
         if r is None:
             cands = by_name.get(Path(img["file_name"]).name, [])
-            r = cands[0] if len(cands) == 1 else None
+            r = cands[0] if len(cands) == 1 and id(cands[0]) not in taken else None
         pairs.append((img, r))
     return pairs
 
