@@ -84,6 +84,31 @@ def cmd_score(a) -> int:
     return 0
 
 
+def cmd_gcs(a) -> int:
+    from . import gcs
+
+    try:
+        if a.gcs_command == "upload-model":
+            done = gcs.upload_model(a.folder, a.uri)
+            print(f"{a.uri}: {len(done.sent)} files uploaded, {len(done.skipped)} unchanged")
+            return 0
+        problems = gcs.check_model(a.uri)
+    except gcs.GcsError as e:
+        print(f"drawtune gcs {a.gcs_command}: {e}", file=sys.stderr)
+        return 1
+    for p in problems:
+        print(f"{a.uri}: missing {p}", file=sys.stderr)
+    if not problems:
+        print(f"{a.uri}: config, weights, tokenizer and processor files present")
+    return 1 if problems else 0
+
+
+def cmd_worker(a) -> int:
+    from .vertex import worker
+
+    return worker(json.loads(a.task))
+
+
 def _resize_flags(p) -> None:
     p.add_argument("--min-pixels", type=int, default=DEFAULT_MIN_PIXELS)
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
@@ -132,6 +157,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     _resize_flags(p)
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("gcs", help="models in Cloud Storage for the Vertex AI profile")
+    gsub = p.add_subparsers(dest="gcs_command", required=True)
+    g = gsub.add_parser("upload-model", help="check a local model folder and upload it")
+    g.add_argument("folder")
+    g.add_argument("uri", help="gs://bucket/path")
+    g.set_defaults(func=cmd_gcs)
+    g = gsub.add_parser("check-model", help="config, weights, tokenizer, processor all there?")
+    g.add_argument("uri", help="gs://bucket/path")
+    g.set_defaults(func=cmd_gcs)
+
+    p = sub.add_parser("worker", help="run one stage inside a Vertex AI job (the image's command)")
+    p.add_argument("task", help="the task JSON the launcher wrote")
+    p.set_defaults(func=cmd_worker)
     return ap
 
 

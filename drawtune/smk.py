@@ -46,3 +46,26 @@ def detect_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def launch(snakemake, stage: str, **kwargs) -> None:
+    """Run a GPU stage here, or as a Vertex AI CustomJob when the profile gives the rule a
+    ``vertex`` resource (the settings file). Rule names and outputs are the same either way;
+    resources are no rerun trigger, so switching profiles reruns nothing."""
+    from . import stages
+
+    settings = snakemake.resources.get("vertex") if hasattr(snakemake, "resources") else None
+    if not settings:
+        getattr(stages, stage)(**kwargs, device=detect_device())
+        return
+    from .vertex import run_remote
+
+    name = "-".join(str(v) for v in snakemake.wildcards) or snakemake.rule
+    run_remote(
+        settings_path=settings,
+        rule=snakemake.rule,
+        name=name,
+        stage=stage,
+        kwargs=kwargs,
+        log_path=snakemake.log[0],
+    )

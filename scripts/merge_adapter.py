@@ -1,12 +1,13 @@
 """Snakemake adapter: merge a LoRA adapter with `swift export` (drawtune.stages.merge)."""
 
-from drawtune.smk import detect_device, resize_spec, setup
-from drawtune.stages import merge
+from drawtune.smk import launch, resize_spec, setup
 
 if __name__ == "__main__":
     setup(snakemake)
     p = snakemake.params
-    merge(
+    launch(
+        snakemake,
+        "merge",
         family=p.family,
         base=p.base,
         adapter=snakemake.input.adapter,
@@ -14,5 +15,4 @@ if __name__ == "__main__":
         spec=resize_spec(p),
         merged_out=snakemake.output.model,
         log_path=snakemake.log[0],
-        device=detect_device(),
     )

@@ -1,12 +1,13 @@
 """Snakemake adapter: `swift infer` over one split (drawtune.stages.predict)."""
 
-from drawtune.smk import detect_device, resize_spec, setup
-from drawtune.stages import predict
+from drawtune.smk import launch, resize_spec, setup
 
 if __name__ == "__main__":
     setup(snakemake)
     p = snakemake.params
-    predict(
+    launch(
+        snakemake,
+        "predict",
         family=p.family,
         model=p.model,
         dataset=snakemake.input.data,
@@ -15,5 +16,4 @@ if __name__ == "__main__":
         max_new_tokens=p.predict["max_new_tokens"],
         result_out=snakemake.output.results,
         log_path=snakemake.log[0],
-        device=detect_device(),
     )

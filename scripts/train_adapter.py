@@ -1,12 +1,13 @@
-"""Snakemake adapter: `swift sft` for one experiment (drawtune.stages.train)."""
+"""Snakemake adapter: `swift sft` for one experiment (drawtune.stages.train), here or remote."""
 
-from drawtune.smk import detect_device, resize_spec, setup
-from drawtune.stages import train
+from drawtune.smk import launch, resize_spec, setup
 
 if __name__ == "__main__":
     setup(snakemake)
     p, out = snakemake.params, snakemake.output
-    train(
+    launch(
+        snakemake,
+        "train",
         family=p.family,
         base=p.base,
         train_jsonl=snakemake.input.train,
@@ -18,5 +19,4 @@ if __name__ == "__main__":
         logging_out=out.logging,
         tensorboard_out=out.tensorboard,
         log_path=snakemake.log[0],
-        device=detect_device(),
     )
