@@ -1,0 +1,313 @@
+"""The Vertex AI profile: job specs and cluster mapping (unit), and the tiny-model workflow run
+through a test copy of profiles/vertex against a GCS emulator and a JobService stand-in."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import BIN, ROOT
+from test_gcs import BUCKET, free_port
+
+from drawtune import vertex
+from drawtune.convert import load_jsonl
+from drawtune.stages import StageError
+
+SETTINGS = {
+    "project": "test-project",
+    "region": "us-central1",
+    "bucket": BUCKET,
+    "image": "us-central1-docker.pkg.dev/test-project/drawtune/train:ci",
+    "service_account": "trainer@test-project.iam.gserviceaccount.com",
+}
+
+
+# --------------------------------------------------------------------------- unit
+def test_shipped_settings_load_and_name_every_gpu_rule():
+    s = vertex.Settings.load(ROOT / "profiles/vertex/vertex.yaml")
+    assert set(s.machines) == {"train_adapter", "merge_adapter", "predict_split"}
+    assert s.machine("train_adapter").accelerator_type == "NVIDIA_TESLA_A100"
+    assert s.endpoint() == "europe-west4-aiplatform.googleapis.com" and not s.is_loopback()
+    profile = yaml.safe_load((ROOT / "profiles/vertex/config.yaml").read_text())
+    for rule in ("train_adapter", "merge_adapter", "predict_split"):
+        assert profile["set-resources"][rule]["vertex"] == "profiles/vertex/vertex.yaml"
+
+
+def test_settings_reject_unknown_and_missing_keys(tmp_path):
+    f = tmp_path / "v.yaml"
+    f.write_text(yaml.safe_dump({**SETTINGS, "zone": "x"}))
+    with pytest.raises(StageError, match="unknown keys \\['zone'\\]"):
+        vertex.Settings.load(f)
+    f.write_text(yaml.safe_dump({k: v for k, v in SETTINGS.items() if k != "bucket"}))
+    with pytest.raises(StageError, match="set bucket"):
+        vertex.Settings.load(f)
+    f.write_text(yaml.safe_dump({**SETTINGS, "machines": {"train_adapter": {"gpus": 2}}}))
+    with pytest.raises(StageError, match="machines.train_adapter"):
+        vertex.Settings.load(f)
+
+
+def test_job_spec_two_replicas_of_two_gpus():
+    s = vertex.Settings(
+        **SETTINGS,
+        env={"HF_ENDPOINT": "https://hf.example"},
+        machines={
+            "train_adapter": vertex.Machine(
+                machine_type="a2-highgpu-2g", accelerator_count=2, replica_count=2
+            )
+        },
+    )
+    spec = vertex.job_spec(s, "train_adapter", "lora_r8", {"stage": "train"}, "gs://b/out")
+    pools = spec["job_spec"]["worker_pool_specs"]
+    assert [p["replica_count"] for p in pools] == [1, 1]  # chief + one more replica
+    assert pools[0]["machine_spec"] == {
+        "machine_type": "a2-highgpu-2g",
+        "accelerator_type": "NVIDIA_TESLA_A100",
+        "accelerator_count": 2,
+    }
+    c = pools[0]["container_spec"]
+    assert c["command"] == ["drawtune", "worker"] and json.loads(c["args"][0]) == {"stage": "train"}
+    assert {"name": "HF_ENDPOINT", "value": "https://hf.example"} in c["env"]
+    assert spec["job_spec"]["service_account"] == SETTINGS["service_account"]
+    assert spec["job_spec"]["base_output_directory"] == {"output_uri_prefix": "gs://b/out"}
+    assert spec["display_name"] == "drawtune-train_adapter-lora_r8"
+    one = vertex.job_spec(vertex.Settings(**SETTINGS), "predict_split", "x", {}, "gs://b/o")
+    assert len(one["job_spec"]["worker_pool_specs"]) == 1
+
+
+def test_cluster_env_maps_vertex_replicas_to_torchrun():
+    spec = {
+        "cluster": {"workerpool0": ["cmle-chief:2222"], "workerpool1": ["w0:2222", "w1:2222"]},
+        "task": {"type": "workerpool1", "index": 1},
+    }
+    env = vertex.cluster_env(json.dumps(spec), gpus=4)
+    assert env == {
+        "NNODES": "3",
+        "NODE_RANK": "2",
+        "MASTER_ADDR": "cmle-chief",
+        "MASTER_PORT": "2222",
+        "NPROC_PER_NODE": "4",
+    }
+    spec["task"] = {"type": "workerpool0", "index": 0}
+    assert vertex.cluster_env(json.dumps(spec), gpus=4)["NODE_RANK"] == "0"
+    single = {"cluster": {"workerpool0": ["h:1"]}, "task": {"type": "workerpool0", "index": 0}}
+    assert vertex.cluster_env(json.dumps(single), gpus=2) == {"NPROC_PER_NODE": "2"}
+    assert vertex.cluster_env(None, gpus=1) == {}
+
+
+def test_paths_between_gcs_and_mount(monkeypatch):
+    monkeypatch.setenv(vertex.MOUNT_ENV, "/gcs")
+    assert vertex.mount_path("gs://b/run/x.png") == "/gcs/b/run/x.png"
+    assert vertex._to_uri("/gcs/b/run/x.png") == "gs://b/run/x.png"
+    assert vertex._to_uri("relative/x.png") == "relative/x.png"
+    rows = [{"images": ["a.png"]}, {"images": [{"path": "b.png"}], "response": "[]"}]
+    mapped = vertex.map_images(rows, lambda p: "gs://b/" + p)
+    assert mapped == [
+        {"images": ["gs://b/a.png"]},
+        {"images": [{"path": "gs://b/b.png"}], "response": "[]"},
+    ]
+    assert rows[0]["images"] == ["a.png"]  # the input rows are not modified
+    url = vertex.console_url("projects/p/locations/us-central1/customJobs/123")
+    assert url == (
+        "https://console.cloud.google.com/vertex-ai/locations/us-central1/training/123/cpu"
+        "?project=p"
+    )
+
+
+def test_dockerfile_pins_match_the_project():
+    """Every `name==version` in the training image is the project's pin, and the image
+    installs the project itself with the vertex and gpu extras."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for req in project["dependencies"] + [
+        r for extra in project["optional-dependencies"].values() for r in extra
+    ]:
+        if "==" in req:
+            name, version = req.split("==")
+            pins[name.strip().lower()] = version.strip()
+    text = (ROOT / "envs/vertex/Dockerfile").read_text()
+    found = re.findall(r"([A-Za-z0-9_.-]+)==([0-9][A-Za-z0-9_.+-]*)", text)
+    assert {n.lower() for n, _ in found} >= {"torch", "torchvision"}
+    for name, version in found:
+        assert pins.get(name.lower()) == version, f"{name}=={version} in the Dockerfile"
+    assert ".[vertex,gpu]" in text
+    assert not re.search(r"^ENTRYPOINT", text, re.M)  # the CustomJob gives the command
+
+
+# --------------------------------------------------------------------------- workflow
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    """A GCS emulator and the JobService stand-in, both on loopback."""
+    from gcp_storage_emulator.server import create_server
+    from vertex_standin import JobService
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
+    server.start()
+    host = f"http://127.0.0.1:{port}"
+    old = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = host
+    path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    service = JobService(BUCKET, tmp_path_factory.mktemp("vertex") / "gcs", path)
+    yield service
+    service.stop()
+    server.stop()
+    if old is None:
+        del os.environ["STORAGE_EMULATOR_HOST"]
+    else:
+        os.environ["STORAGE_EMULATOR_HOST"] = old
+
+
+def vertex_copy(finished: Path, dest: Path, service, run_id: str) -> Path:
+    """The finished local run without its GPU outputs, and a test copy of the vertex profile."""
+    shutil.copytree(
+        finished,
+        dest,
+        symlinks=True,
+        ignore=shutil.ignore_patterns("run"),
+    )
+    for gone in ("results/train", "results/merged", "results/predictions", "results/metrics"):
+        shutil.rmtree(dest / gone, ignore_errors=True)
+    shutil.rmtree(dest / "results/report", ignore_errors=True)
+    settings = yaml.safe_load((dest / "profiles/vertex/vertex.yaml").read_text())
+    settings.update(SETTINGS, run_id=run_id, poll_seconds=0.2, api_endpoint=service.endpoint)
+    (dest / "profiles/vertex/vertex.yaml").write_text(yaml.safe_dump(settings))
+    return dest
+
+
+def vertex_snakemake(wd: Path, *args: str, **popen) -> subprocess.Popen:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = [str(BIN / "snakemake"), "--profile", "profiles/vertex", "--cores", "2", *args]
+    return subprocess.Popen(
+        cmd, cwd=wd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
+    )
+
+
+def finish(proc: subprocess.Popen, timeout=600) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def decoded(body: dict):
+    from google.cloud import aiplatform_v1
+
+    return aiplatform_v1.CustomJob.from_json(json.dumps(body))
+
+
+@pytest.mark.workflow
+def test_workflow_on_vertex(finished_workflow, cloud, tmp_path):
+    wd = vertex_copy(finished_workflow, tmp_path / "wf", cloud, "e2e")
+    before = len(cloud.received)
+    rc, out = finish(vertex_snakemake(wd))
+    assert rc == 0, out[-6000:]
+    bodies = cloud.received[before:]
+    jobs = sorted((decoded(b) for b in bodies), key=lambda j: j.display_name)
+    assert [j.display_name for j in jobs] == [
+        "drawtune-merge_adapter-demo",
+        "drawtune-predict_split-base-test",
+        "drawtune-predict_split-demo-test",
+        "drawtune-train_adapter-demo",
+    ]
+    run = f"gs://{BUCKET}/drawtune/e2e"
+    for job in jobs:
+        rule = job.display_name.split("-")[1]
+        pool = job.job_spec.worker_pool_specs[0]
+        shipped = vertex.Settings.load(ROOT / "profiles/vertex/vertex.yaml").machine(rule)
+        assert pool.machine_spec.machine_type == shipped.machine_type
+        assert pool.machine_spec.accelerator_type.name == shipped.accelerator_type
+        assert pool.machine_spec.accelerator_count == 1 and pool.replica_count == 1
+        assert pool.container_spec.image_uri == SETTINGS["image"]
+        assert list(pool.container_spec.command) == ["drawtune", "worker"]
+        assert {e.name: e.value for e in pool.container_spec.env} == {"PYTHONUNBUFFERED": "1"}
+        assert job.job_spec.service_account == SETTINGS["service_account"]
+        out_dir = job.job_spec.base_output_directory.output_uri_prefix
+        assert out_dir.startswith(f"{run}/vertex/{rule}/")
+        task = json.loads(pool.container_spec.args[0])
+        assert task["log"] == f"{out_dir}/worker.log"
+        # every path the job gets is in the run's folder; nothing local leaks in
+        for key, value in task["kwargs"].items():
+            if key in ("base", "model", "adapter", "train_jsonl", "dataset", "merged_out"):
+                assert str(value).startswith(run + "/"), (key, value)
+    train = json.loads(jobs[3].job_spec.worker_pool_specs[0].container_spec.args[0])
+    assert train["stage"] == "train"
+    assert train["kwargs"]["base"] == f"{run}/resources/models/tiny-qwen3_vl"
+    assert train["kwargs"]["adapter_out"] == f"{run}/results/train/demo/adapter"
+    assert train["kwargs"]["train_cfg"]["tuner"] == "full"
+    predict_demo = json.loads(jobs[2].job_spec.worker_pool_specs[0].container_spec.args[0])
+    assert predict_demo["kwargs"]["model"] == f"{run}/results/merged/demo"
+    # state changes and console links reach the Snakemake log
+    assert "JOB_STATE_RUNNING" in out and "JOB_STATE_SUCCEEDED" in out
+    assert "https://console.cloud.google.com/vertex-ai/locations/us-central1/training/" in out
+    # the outputs are back in the local results tree, image paths as the local profile has them
+    assert (wd / "results/train/demo/adapter/model.safetensors").is_file()
+    assert (wd / "results/merged/demo/config.json").is_file()
+    test_rows = load_jsonl(wd / "results/swift/test.jsonl")
+    for model in ("base", "demo"):
+        preds = load_jsonl(wd / f"results/predictions/{model}/test.jsonl")
+        assert [p["images"][0]["path"] for p in preds] == [r["images"][0] for r in test_rows]
+        metrics = json.loads((wd / f"results/metrics/{model}/test.json").read_text())
+        assert metrics["n_images"] == len(test_rows)
+    assert (wd / "results/report/metrics.html").is_file()
+    # staging is by content: the images were uploaded once although three jobs read them
+    log = (wd / "logs/predict_split/demo/test.log").read_text()
+    assert re.search(r"staged to gs://\S+: 0 uploaded", log), log[-2000:]
+    # nothing is left to do, and no credentials or tokens went anywhere
+    proc = vertex_snakemake(wd, "-n")
+    rc, dry = finish(proc)
+    assert rc == 0 and "Nothing to be done" in dry, dry[-2000:]
+    for body in bodies:
+        assert not re.search(r"(?i)token|secret|password|private_key", json.dumps(body))
+
+
+@pytest.mark.workflow
+def test_failed_job_fails_the_rule_with_its_message(finished_workflow, cloud, tmp_path):
+    wd = vertex_copy(finished_workflow, tmp_path / "wf", cloud, "failing")
+    variant = tmp_path / "variant.yaml"
+    variant.write_text(
+        yaml.safe_dump({"experiments": {"demo": {"extra_args": {"no_such_flag": 1}}}})
+    )
+    proc = vertex_snakemake(
+        wd, "results/train/demo/logging.jsonl", "--configfile", "config/config.yaml", str(variant)
+    )
+    rc, out = finish(proc)
+    assert rc != 0
+    assert "JOB_STATE_FAILED" in out
+    assert "exited with a non-zero status of 1" in out
+    rule_log = (wd / "logs/train_adapter/demo.log").read_text()
+    assert "last lines of the vertex job's log" in rule_log
+    assert "no_such_flag" in rule_log  # swift's own complaint, from the job's log
+    assert not (wd / "results/train/demo/adapter").exists()
+
+
+@pytest.mark.workflow
+def test_ctrl_c_cancels_the_job(finished_workflow, cloud, tmp_path):
+    wd = vertex_copy(finished_workflow, tmp_path / "wf", cloud, "cancel")
+    proc = vertex_snakemake(wd, "results/train/demo/logging.jsonl", start_new_session=True)
+    seen = set(cloud.jobs)
+    deadline = time.monotonic() + 180
+    name = None
+    while time.monotonic() < deadline and name is None:
+        with cloud.lock:
+            running = [
+                n for n, j in cloud.jobs.items() if n not in seen and j.state.name.endswith("RUNNING")
+            ]
+        name = running[0] if running else None
+        time.sleep(0.2)
+    assert name, "the job never started"
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+    rc, out = finish(proc, timeout=120)
+    assert rc != 0
+    assert name in cloud.cancelled
+    deadline = time.monotonic() + 30
+    while cloud.jobs[name].state.name != "JOB_STATE_CANCELLED" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert cloud.jobs[name].state.name == "JOB_STATE_CANCELLED"
+    assert "cancelling vertex job" in (wd / "logs/train_adapter/demo.log").read_text()
