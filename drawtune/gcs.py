@@ -30,6 +30,10 @@ MODEL_PARTS = {
 }
 
 
+# Snakemake's marker in directory outputs: not part of the data.
+SNAKEMAKE_STAMP = ".snakemake_timestamp"
+
+
 class GcsError(Exception):
     """A Cloud Storage location is malformed or does not hold what is needed."""
 
@@ -90,7 +94,11 @@ def _files(local: Path) -> list[tuple[Path, str]]:
         return [(local, "")]
     if not local.is_dir():
         raise GcsError(f"{local} does not exist")
-    return [(p, p.relative_to(local).as_posix()) for p in sorted(local.rglob("*")) if p.is_file()]
+    return [
+        (p, p.relative_to(local).as_posix())
+        for p in sorted(local.rglob("*"))
+        if p.is_file() and p.name != SNAKEMAKE_STAMP
+    ]
 
 
 def upload(local, uri: str, gcs=None) -> Transfer:
@@ -101,7 +109,7 @@ def upload(local, uri: str, gcs=None) -> Transfer:
     existing = {b.name: b.md5_hash for b in gcs.list_blobs(bucket_name, prefix=key)}
     done = Transfer()
     for path, rel in _files(Path(local)):
-        name = join(key, rel) if rel else key
+        name = (f"{key}/{rel}" if key else rel) if rel else key
         target = f"gs://{bucket_name}/{name}"
         if existing.get(name) == md5_b64(path):
             done.skipped.append(target)

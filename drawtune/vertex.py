@@ -258,7 +258,7 @@ def _raise_interrupt(signum, frame):
     raise Interrupted(signal.Signals(signum).name)
 
 
-def wait_for(client, job_name: str, poll: float, log_path=None):
+def wait_for(client, job_name: str, poll: float):
     """Poll until the job ends; log each new state. Ctrl-C/SIGTERM cancel the job."""
     old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     state = None
@@ -317,6 +317,8 @@ def run_remote(
     log.info(
         "staged to %s: %d uploaded, %d unchanged", run_uri, len(stager.sent), len(stager.skipped)
     )
+    for uri in stager.sent:
+        log.info("uploaded %s", uri)
     outputs = {k: stager.uri_for(kwargs[k]) for k in spec["outputs"]}
     job_dir = gcs.join(run_uri, "vertex", rule, name)
     task = {
@@ -333,12 +335,11 @@ def run_remote(
     url = console_url(job.name)
     log.info("vertex job %s submitted: %s", job.name, url)
     print(f"drawtune: vertex job {job.name}\n  console: {url}", flush=True)
-    job = wait_for(jobs, job.name, settings.poll_seconds, log_path)
+    job = wait_for(jobs, job.name, settings.poll_seconds)
     if job.state.name != "JOB_STATE_SUCCEEDED":
         tail = (gcs.read_text(task["log"], client) or "").splitlines()[-30:]
-        with open(log_path, "a") as f:
-            f.write(f"--- last lines of the vertex job's log ({task['log']}) ---\n")
-            f.write("\n".join(tail) + "\n")
+        # through the logger: the rule's log file is held open by it (not in append mode)
+        log.error("last lines of the vertex job's log (%s):\n%s", task["log"], "\n".join(tail))
         raise StageError(
             f"vertex job {job.name} ended {job.state.name}: {job.error.message or 'no message'}"
             f" ({url})\n" + "\n".join(tail[-15:])
@@ -439,8 +440,9 @@ def worker(task: dict) -> int:
             extra = dict(kwargs["train_cfg"].get("extra_args") or {})
             extra.setdefault("deepspeed", "zero2")
             kwargs["train_cfg"] = {**kwargs["train_cfg"], "extra_args": extra}
-    for key in spec["outputs"]:
-        Path(kwargs[key]).parent.mkdir(parents=True, exist_ok=True)
+    for path in [*(kwargs[k] for k in spec["outputs"]), final_result]:
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     kwargs["log_path"] = str(log_file)
     rc = 0
     try:

@@ -151,3 +151,11 @@ def test_cli_upload_and_check_model(emulator, tmp_path):
     refused = _cli("gcs", "upload-model", str(model), f"gs://{BUCKET}/t5/other", env=env)
     assert refused.returncode == 1 and "config (config.json)" in refused.stderr
     assert gcs.list_names(f"gs://{BUCKET}/t5/other") == []  # nothing uploaded
+
+
+def test_upload_to_bucket_root(emulator, tmp_path):
+    folder = tmp_path / "root"
+    (folder / "top").mkdir(parents=True)
+    (folder / "top" / "f.txt").write_text("f")
+    gcs.upload(folder, f"gs://{BUCKET}")
+    assert "top/f.txt" in gcs.list_names(f"gs://{BUCKET}")

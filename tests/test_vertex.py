@@ -22,6 +22,7 @@ from drawtune import vertex
 from drawtune.convert import load_jsonl
 from drawtune.stages import StageError
 
+CANARY = "hf_canary_9f8e7d6c5b4a"
 SETTINGS = {
     "project": "test-project",
     "region": "us-central1",
@@ -174,9 +175,9 @@ def vertex_copy(finished: Path, dest: Path, service, run_id: str) -> Path:
         symlinks=True,
         ignore=shutil.ignore_patterns("run"),
     )
-    for gone in ("results/train", "results/merged", "results/predictions", "results/metrics"):
-        shutil.rmtree(dest / gone, ignore_errors=True)
-    shutil.rmtree(dest / "results/report", ignore_errors=True)
+    # the untrained base keeps its local predictions (the same rule; saves CI time)
+    for gone in ("train", "merged", "predictions/demo", "metrics/demo", "report"):
+        shutil.rmtree(dest / "results" / gone, ignore_errors=True)
     settings = yaml.safe_load((dest / "profiles/vertex/vertex.yaml").read_text())
     settings.update(SETTINGS, run_id=run_id, poll_seconds=0.2, api_endpoint=service.endpoint)
     (dest / "profiles/vertex/vertex.yaml").write_text(yaml.safe_dump(settings))
@@ -185,6 +186,7 @@ def vertex_copy(finished: Path, dest: Path, service, run_id: str) -> Path:
 
 def vertex_snakemake(wd: Path, *args: str, **popen) -> subprocess.Popen:
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    env["HF_TOKEN"] = CANARY  # a secret in the user's environment must go nowhere
     cmd = [str(BIN / "snakemake"), "--profile", "profiles/vertex", "--cores", "2", *args]
     return subprocess.Popen(
         cmd, cwd=wd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
@@ -212,7 +214,6 @@ def test_workflow_on_vertex(finished_workflow, cloud, tmp_path):
     jobs = sorted((decoded(b) for b in bodies), key=lambda j: j.display_name)
     assert [j.display_name for j in jobs] == [
         "drawtune-merge_adapter-demo",
-        "drawtune-predict_split-base-test",
         "drawtune-predict_split-demo-test",
         "drawtune-train_adapter-demo",
     ]
@@ -236,12 +237,12 @@ def test_workflow_on_vertex(finished_workflow, cloud, tmp_path):
         for key, value in task["kwargs"].items():
             if key in ("base", "model", "adapter", "train_jsonl", "dataset", "merged_out"):
                 assert str(value).startswith(run + "/"), (key, value)
-    train = json.loads(jobs[3].job_spec.worker_pool_specs[0].container_spec.args[0])
+    train = json.loads(jobs[2].job_spec.worker_pool_specs[0].container_spec.args[0])
     assert train["stage"] == "train"
     assert train["kwargs"]["base"] == f"{run}/resources/models/tiny-qwen3_vl"
     assert train["kwargs"]["adapter_out"] == f"{run}/results/train/demo/adapter"
     assert train["kwargs"]["train_cfg"]["tuner"] == "full"
-    predict_demo = json.loads(jobs[2].job_spec.worker_pool_specs[0].container_spec.args[0])
+    predict_demo = json.loads(jobs[1].job_spec.worker_pool_specs[0].container_spec.args[0])
     assert predict_demo["kwargs"]["model"] == f"{run}/results/merged/demo"
     # state changes and console links reach the Snakemake log
     assert "JOB_STATE_RUNNING" in out and "JOB_STATE_SUCCEEDED" in out
@@ -256,15 +257,22 @@ def test_workflow_on_vertex(finished_workflow, cloud, tmp_path):
         metrics = json.loads((wd / f"results/metrics/{model}/test.json").read_text())
         assert metrics["n_images"] == len(test_rows)
     assert (wd / "results/report/metrics.html").is_file()
-    # staging is by content: the images were uploaded once although three jobs read them
+    # staging is by content: predict finds the merged model where the merge job wrote it and
+    # uploads only the test split; merge found the adapter where the train job wrote it
     log = (wd / "logs/predict_split/demo/test.log").read_text()
-    assert re.search(r"staged to gs://\S+: 0 uploaded", log), log[-2000:]
-    # nothing is left to do, and no credentials or tokens went anywhere
-    proc = vertex_snakemake(wd, "-n")
-    rc, dry = finish(proc)
+    uploaded = re.findall(r"uploaded (gs://\S+)", log)
+    assert uploaded and all("/results/merged/" not in u for u in uploaded), uploaded
+    assert f"uploaded {run}/results/swift/test.jsonl" in log
+    log = (wd / "logs/merge_adapter/demo.log").read_text()
+    assert re.search(r"staged to gs://\S+: 0 uploaded, \d+ unchanged", log), log[-2000:]
+    # nothing is left to do
+    rc, dry = finish(vertex_snakemake(wd, "-n"))
     assert rc == 0 and "Nothing to be done" in dry, dry[-2000:]
-    for body in bodies:
-        assert not re.search(r"(?i)token|secret|password|private_key", json.dumps(body))
+    # the secret in the environment reached no job, log, result or report
+    assert CANARY not in json.dumps(bodies) and CANARY not in out
+    for folder in ("logs", "results"):
+        for f in (wd / folder).rglob("*"):
+            assert not f.is_file() or CANARY.encode() not in f.read_bytes(), f
 
 
 @pytest.mark.workflow
@@ -291,17 +299,7 @@ def test_failed_job_fails_the_rule_with_its_message(finished_workflow, cloud, tm
 def test_ctrl_c_cancels_the_job(finished_workflow, cloud, tmp_path):
     wd = vertex_copy(finished_workflow, tmp_path / "wf", cloud, "cancel")
     proc = vertex_snakemake(wd, "results/train/demo/logging.jsonl", start_new_session=True)
-    seen = set(cloud.jobs)
-    deadline = time.monotonic() + 180
-    name = None
-    while time.monotonic() < deadline and name is None:
-        with cloud.lock:
-            running = [
-                n for n, j in cloud.jobs.items() if n not in seen and j.state.name.endswith("RUNNING")
-            ]
-        name = running[0] if running else None
-        time.sleep(0.2)
-    assert name, "the job never started"
+    name = cloud.wait_running(skip=set(cloud.jobs))
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
     rc, out = finish(proc, timeout=120)
     assert rc != 0

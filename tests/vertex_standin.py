@@ -123,13 +123,13 @@ class JobService:
                     f"{rc}. To find out more about why your job exited please check the logs",
                 }
 
-    def wait_running(self, timeout: float = 120) -> str:
-        """The name of the first job that reached RUNNING."""
+    def wait_running(self, skip=(), timeout: float = 180) -> str:
+        """The name of the first job not in ``skip`` that reached RUNNING."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
                 for name, job in self.jobs.items():
-                    if job.state == State.JOB_STATE_RUNNING:
+                    if name not in skip and job.state == State.JOB_STATE_RUNNING:
                         return name
             time.sleep(0.1)
         raise TimeoutError("no job started")
