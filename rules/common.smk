@@ -38,7 +38,17 @@ def annotations_file(wildcards):
 def dataset_params(wildcards):
     """Only the keys of this dataset that change what validation reads."""
     ds = dataset_cfg(wildcards.dataset)
-    keys = ("format", "annotations", "images", "coords", "group_key", "aliases")
+    keys = (
+        "format",
+        "annotations",
+        "images",
+        "coords",
+        "group_key",
+        "aliases",
+        "on_error",
+        "drop",
+        "box_units",
+    )
     return {k: ds.get(k) for k in keys}
 
 
