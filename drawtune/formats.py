@@ -24,6 +24,7 @@ from .records import (
     _text,
     display_path,
     image_facts,
+    prefetch_images,
     read_coco,
     read_swift,
 )
@@ -187,8 +188,10 @@ def read_yolo(path: Path, rules: Rules, images_root: Path | None = None) -> Read
     img_dir = Path(images_root) if images_root else root / "images"
     if not img_dir.is_dir():
         raise InputError(f"{display_path(img_dir)}: no images folder")
+    files = sorted(p for p in img_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    prefetch_images(img_dir, [str(p.relative_to(img_dir)) for p in files], rules)
     out = ReadResult()
-    for img in sorted(p for p in img_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+    for img in files:
         rel = img.relative_to(img_dir)
         label_file = root / "labels" / rel.with_suffix(".txt")
         src = display_path(label_file) if label_file.is_file() else display_path(img)

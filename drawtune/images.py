@@ -124,6 +124,10 @@ def _open_raster(path: Path, page: int, max_pixels: int) -> tuple[Image.Image, b
         return out, in_place
 
 
+STATS = {"decoded": 0, "cached": 0}  # per process: how much work the memo saved
+_MEMO: dict[str, ImageFacts] = {}
+
+
 def inspect(
     ref: str | Path,
     normalised_dir: Path | None,
@@ -137,13 +141,19 @@ def inspect(
     path = Path(name)
     if not path.is_file():
         raise ImageProblem(f"image file {path} does not exist")
-    key = _cache_key(path, page, dpi, max_pixels) if cache_dir else None
-    if key:
-        hit = Path(cache_dir) / key[:2] / f"{key}.json"
-        if hit.is_file():
-            facts = ImageFacts(**json.loads(hit.read_text()))
-            if not facts.normalised or Path(facts.path).is_file():
-                return facts
+    key = _cache_key(path, page, dpi, max_pixels)
+    memo_key = f"{key}\0{normalised_dir}"
+    if memo_key in _MEMO:
+        STATS["cached"] += 1
+        return _MEMO[memo_key]
+    hit = Path(cache_dir) / key[:2] / f"{key}.json" if cache_dir else None
+    if hit is not None and hit.is_file():
+        facts = ImageFacts(**json.loads(hit.read_text()))
+        if not facts.normalised or Path(facts.path).is_file():
+            STATS["cached"] += 1
+            _MEMO[memo_key] = facts
+            return facts
+    STATS["decoded"] += 1
     if path.suffix.lower() in PDF_SUFFIXES:
         im, in_place, scale = _render_pdf(path, page, dpi, max_pixels), False, dpi / 72.0
     else:
@@ -165,7 +175,32 @@ def inspect(
             tmp.write_bytes(data)
             tmp.replace(out)
         facts = ImageFacts(str(out), sha, im.width, im.height, True, scale)
-    if key:
+    if hit is not None:
         hit.parent.mkdir(parents=True, exist_ok=True)
-        hit.write_text(json.dumps(asdict(facts)))
+        tmp = hit.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(facts)))
+        tmp.replace(hit)
+    _MEMO[memo_key] = facts
     return facts
+
+
+def prefetch(refs: list[str], workers: int, progress=None, **kw) -> None:
+    """Inspect many images in threads (decoding and hashing release the GIL) so that the
+    readers' sequential pass finds them memoised. Problems are left for that pass to report."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(ref):
+        try:
+            inspect(ref, **kw)
+        except Exception:  # noqa: BLE001 - reported, with file and record, by the reader
+            pass
+
+    t0, n = time.monotonic(), len(refs)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for i, _ in enumerate(pool.map(one, refs), start=1):
+            if progress and (i % 500 == 0 or i == n):
+                dt = time.monotonic() - t0
+                rate = i / dt if dt > 0 else 0.0
+                eta = (n - i) / rate if rate else 0.0
+                progress(f"images {i}/{n} ({rate:.0f}/s, ETA {eta:.0f} s)")

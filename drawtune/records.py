@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .coords import DEFAULT_SPEC, ResizeSpec, model_frame
-from .images import ImageFacts, ImageProblem, inspect, split_page
+from .images import ImageFacts, ImageProblem, inspect, prefetch, split_page
 from .parse import parse_answer
 
 log = logging.getLogger("drawtune")
@@ -70,6 +70,7 @@ class Rules:
     box_units: str = "pixels"  # or "pdf_points": boxes on PDF pages given in points (1/72 in)
     normalised_dir: Path | None = None  # where converted pages/images are written
     cache_dir: Path | None = None  # memo of image facts (file identity -> facts)
+    workers: int = 1  # threads that decode and hash images
 
 
 def display_path(p: Path) -> str:
@@ -128,6 +129,27 @@ def image_facts(ref: str, src: str, rec: str, fld: str, rules: Rules) -> ImageFa
         )
     except ImageProblem as e:
         raise Reject(src, rec, fld, str(e)) from None
+
+
+def prefetch_images(root: Path, names, rules: Rules) -> None:
+    """Decode the images of a file in parallel before the reader walks it in order."""
+    refs = []
+    for name in names:
+        try:
+            refs.append(_resolve_image(root, name, "", "", ""))
+        except Reject:
+            continue  # the reader reports it with file, record and field
+    if len(refs) < 2:
+        return
+    prefetch(
+        refs,
+        rules.workers,
+        progress=log.info,
+        normalised_dir=rules.normalised_dir,
+        dpi=rules.pdf_dpi,
+        max_pixels=rules.max_image_pixels,
+        cache_dir=rules.cache_dir,
+    )
 
 
 def box_scale(facts: ImageFacts, rules: Rules) -> float:
@@ -191,6 +213,9 @@ def read_coco(
     anns: dict = {}
     for k, a in enumerate(data.get("annotations", [])):
         anns.setdefault(a.get("image_id") if isinstance(a, dict) else None, []).append((k, a))
+    prefetch_images(
+        root, [i.get("file_name") for i in data["images"] if isinstance(i, dict)], rules
+    )
     out = ReadResult()
     for i, img in enumerate(data["images"]):
         rec = f"images[{i}]" + (f" (id {img.get('id')})" if isinstance(img, dict) else "")
@@ -248,7 +273,9 @@ def read_swift(
     src = display_path(path)
     root = Path(images_root) if images_root else path.parent
     out = ReadResult()
-    for n, line in enumerate(_text(path, src).splitlines(), start=1):
+    lines = _text(path, src).splitlines()
+    prefetch_images(root, _swift_image_names(lines), rules)
+    for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         rec = f"line {n}"
@@ -274,6 +301,16 @@ def read_swift(
         group = row.get(group_key) if group_key else None
         out.records.append(_record(src, rec, facts, boxes, group))
     return out
+
+
+def _swift_image_names(lines):
+    for line in lines:
+        try:
+            row = json.loads(line)
+            img = row["images"][0]
+            yield img.get("path") if isinstance(img, dict) else img
+        except Exception:  # noqa: BLE001 - the reader reports malformed rows
+            continue
 
 
 def _swift_answer(row, coords, facts: ImageFacts, src, rec, spec):

@@ -42,11 +42,18 @@ def validate_dataset(
 ) -> dict:
     """Read one dataset (``format``: coco|swift), write records, rejects and counts."""
     from .formats import read_dataset
+    from .images import STATS
 
+    before = dict(STATS)
     try:
         res = read_dataset(ds, rules, spec)
     except InputError as e:
         raise StageError(str(e)) from None
+    log.info(
+        "images decoded: %d of %d records (the rest came from resources/cache)",
+        STATS["decoded"] - before["decoded"],
+        res.n_read,
+    )
     dump_jsonl(res.records, records_out)
     dump_jsonl(res.rejects, rejects_out)
     summary = {

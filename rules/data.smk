@@ -23,6 +23,7 @@ rule validate_annotations:
         "logs/validate_annotations/{dataset}.log",
     benchmark:
         "benchmarks/validate_annotations/{dataset}.tsv"
+    threads: 4
     conda:
         "../envs/drawtune.yaml"
     params:

@@ -21,6 +21,7 @@ if __name__ == "__main__":
         # content-addressed stores outside the rule's outputs, so reruns reuse them
         normalised_dir=Path("resources/normalised"),
         cache_dir=Path("resources/cache/images"),
+        workers=snakemake.threads,
     )
     validate_dataset(
         ds,
