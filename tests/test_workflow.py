@@ -74,6 +74,8 @@ def test_report_builds(finished_workflow):
     assert {p.split("__")[0] for p in pictures} == {"base", "demo"}
     table = (wd / "results/report/metrics.html").read_text()
     assert "<th>base</th>" in table and "<th>demo</th>" in table and "randomly initialised" in table
+    prov = (wd / "results/report/provenance.html").read_text()
+    assert "<tr><td>drawings</td><td>21</td><td>20</td><td>1</td></tr>" in prov
 
 
 def _variant(wd, tmp_path, change: dict):
