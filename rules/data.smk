@@ -14,6 +14,7 @@ rule synth_drawings:
 
 rule validate_annotations:
     input:
+        unpack(dataset_inputs),
         annotations=annotations_file,
     output:
         records="results/validated/{dataset}/records.jsonl",
@@ -23,9 +24,9 @@ rule validate_annotations:
         "logs/validate_annotations/{dataset}.log",
     benchmark:
         "benchmarks/validate_annotations/{dataset}.tsv"
-    threads: 4
     conda:
         "../envs/drawtune.yaml"
+    threads: 4
     params:
         dataset=dataset_params,
         classes=config["classes"],
