@@ -34,32 +34,39 @@ def cmd_tiny_model(a) -> int:
 
 def cmd_convert(a) -> int:
     from .convert import dump_jsonl, manifest_row, swift_row
-    from .records import InputError, Rules, read_coco, read_swift
+    from .formats import detect_format, read_dataset
+    from .records import InputError, Rules
 
-    classes = tuple(a.classes.split(",")) if a.classes else None
     spec = _spec(a)
     try:
-        if classes is None:
-            classes = _classes_of(Path(a.input), a.format)
-        rules = Rules(classes=classes)
-        if a.format == "coco":
-            res = read_coco(Path(a.input), rules, Path(a.images) if a.images else None)
-        else:
-            res = read_swift(
-                Path(a.input), rules, a.coords, Path(a.images) if a.images else None, spec
-            )
+        fmt = detect_format(Path(a.input)) if a.format == "auto" else a.format
+        classes = tuple(a.classes.split(",")) if a.classes else _classes_of(Path(a.input), fmt)
+        rules = Rules(
+            classes=classes,
+            normalised_dir=Path(a.normalised or Path(a.out).parent / "images"),
+            pdf_dpi=a.dpi,
+            box_units=a.box_units,
+        )
+        ds = {"format": fmt, "annotations": a.input, "images": a.images, "coords": a.coords}
+        res = read_dataset(ds, rules, spec)
     except InputError as e:
         print(f"drawtune convert: {e}", file=sys.stderr)
         return 2
+    for r in res.rejects:
+        print(f"rejected {r['file']} {r['record']} [{r['field']}]: {r['reason']}", file=sys.stderr)
+    if a.rejects:
+        dump_jsonl(res.rejects, a.rejects)
+    print(f"read {res.n_read}, converted {len(res.records)}, rejected {len(res.rejects)}")
+    if res.rejects and a.on_error == "fail":
+        print(
+            f"drawtune convert: {len(res.rejects)} record(s) rejected; nothing written",
+            file=sys.stderr,
+        )
+        return 1
     dump_jsonl([swift_row(r, a.family, a.prompt, spec) for r in res.records], a.out)
     if a.manifest:
         dump_jsonl([manifest_row(r, a.family, spec) for r in res.records], a.manifest)
-    if a.rejects:
-        dump_jsonl(res.rejects, a.rejects)
-    for r in res.rejects:
-        print(f"rejected {r['file']} {r['record']} [{r['field']}]: {r['reason']}", file=sys.stderr)
-    print(f"read {res.n_read}, converted {len(res.records)}, rejected {len(res.rejects)}")
-    return 1 if res.rejects and a.on_error == "fail" else 0
+    return 0
 
 
 def _classes_of(path: Path, fmt: str) -> tuple[str, ...]:
@@ -68,7 +75,11 @@ def _classes_of(path: Path, fmt: str) -> tuple[str, ...]:
 
         data = _load_json(path)
         return tuple(c["name"] for c in sorted(data.get("categories", []), key=lambda c: c["id"]))
-    from .synth import CLASSES
+    if fmt == "yolo":
+        from .formats import _yolo_names
+
+        return tuple(_yolo_names(path)[0])
+    from .synth import CLASSES  # the synthetic drawings' classes; pass --classes for others
 
     return CLASSES
 
@@ -137,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", help="annotations -> ms-swift JSONL in a family's coordinates")
     p.add_argument("--input", required=True)
-    p.add_argument("--format", choices=("coco", "swift"), required=True)
+    p.add_argument(
+        "--format", choices=("coco", "labelme", "yolo", "voc", "swift", "auto"), default="auto"
+    )
     p.add_argument("--family", choices=FAMILIES, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--images", help="folder image paths resolve against")
@@ -146,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", default="Detect every object in this engineering drawing.")
     p.add_argument("--manifest", help="also write original and resized image sizes here")
     p.add_argument("--rejects", help="write rejected records here (JSONL)")
+    p.add_argument(
+        "--normalised", help="folder for converted PDF/TIFF pages (default: beside --out)"
+    )
+    p.add_argument("--dpi", type=int, default=150, help="rasterisation of PDF pages")
+    p.add_argument("--box-units", choices=("pixels", "pdf_points"), default="pixels")
     p.add_argument("--on-error", choices=("reject", "fail"), default="reject")
     _resize_flags(p)
     p.set_defaults(func=cmd_convert)

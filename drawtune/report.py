@@ -118,7 +118,28 @@ def _sha(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def provenance(config_text: str, data_files: list, out) -> None:
+def accounting(summaries: list[dict], split_summary: dict) -> str:
+    """Every input record accounted for: per dataset read = converted + rejected, then the
+    split (duplicates rejected there), as an HTML table."""
+    rows = "".join(
+        f"<tr><td>{html.escape(str(s['dataset']))}</td><td>{s['read']}</td>"
+        f"<td>{s['converted']}</td><td>{s['rejected']}</td></tr>"
+        for s in summaries
+    )
+    total = [sum(s[k] for s in summaries) for k in ("read", "converted", "rejected")]
+    rows += f"<tr><th>all</th><th>{total[0]}</th><th>{total[1]}</th><th>{total[2]}</th></tr>"
+    sp = split_summary
+    return (
+        "<h3>Records</h3><table border='1'><tr><th>dataset</th><th>read</th><th>converted</th>"
+        "<th>rejected</th></tr>" + rows + "</table>"
+        f"<p>Split: train {sp['train']}, val {sp['val']}, test {sp['test']}; "
+        f"{sp['duplicates_rejected']} repeated images rejected "
+        "(results/splits/rejects.jsonl). Rejected records with their reasons: "
+        "results/validated/&lt;dataset&gt;/rejects.jsonl.</p>"
+    )
+
+
+def provenance(config_text: str, data_files: list, out, records_html: str = "") -> None:
     """Config used, package versions and data hashes, as one HTML page."""
     versions = []
     for p in PACKAGES:
@@ -132,7 +153,11 @@ def provenance(config_text: str, data_files: list, out) -> None:
         for f in data_files
     )
     Path(out).write_text(
-        "<html><body><h3>Configuration</h3><pre>" + html.escape(config_text) + "</pre>"
+        "<html><body>"
+        + records_html
+        + "<h3>Configuration</h3><pre>"
+        + html.escape(config_text)
+        + "</pre>"
         "<h3>Package versions</h3><table border='1'>" + vrows + "</table>"
         "<h3>Data (sha256)</h3><table border='1'>" + drows + "</table></body></html>\n"
     )

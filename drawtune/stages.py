@@ -14,7 +14,7 @@ from .convert import dump_jsonl, load_jsonl, manifest_row, swift_row, truth_coco
 from .coords import ResizeSpec, from_model, model_frame
 from .metrics import coco_metrics
 from .parse import parse_answer
-from .records import InputError, Rules, read_coco, read_swift
+from .records import InputError, Rules
 from .split import SPLITS, split_records
 
 log = logging.getLogger("drawtune")
@@ -41,24 +41,19 @@ def validate_dataset(
     name: str = "",
 ) -> dict:
     """Read one dataset (``format``: coco|swift), write records, rejects and counts."""
-    fmt = ds["format"]
-    images = ds.get("images")
+    from .formats import read_dataset
+    from .images import STATS
+
+    before = dict(STATS)
     try:
-        if fmt == "coco":
-            res = read_coco(Path(ds["annotations"]), rules, images, ds.get("group_key"))
-        elif fmt == "swift":
-            res = read_swift(
-                Path(ds["annotations"]),
-                rules,
-                ds.get("coords", "qwen3_vl"),
-                images,
-                spec,
-                ds.get("group_key"),
-            )
-        else:
-            raise StageError(f"dataset {name}: unknown format {fmt!r}")
+        res = read_dataset(ds, rules, spec)
     except InputError as e:
         raise StageError(str(e)) from None
+    log.info(
+        "images decoded: %d of %d records (the rest came from resources/cache)",
+        STATS["decoded"] - before["decoded"],
+        res.n_read,
+    )
     dump_jsonl(res.records, records_out)
     dump_jsonl(res.rejects, rejects_out)
     summary = {
@@ -77,6 +72,11 @@ def validate_dataset(
         summary["converted"],
         summary["rejected"],
     )
+    if ds.get("on_error") == "fail" and res.rejects:
+        raise StageError(
+            f"dataset {name}: {len(res.rejects)} of {res.n_read} records rejected and on_error "
+            f"is fail; see {rejects_out}"
+        )
     if res.n_read == 0:
         raise StageError(f"dataset {name}: {ds['annotations']} holds no records")
     frac = len(res.rejects) / res.n_read

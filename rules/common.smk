@@ -4,6 +4,7 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 from drawtune.config import fill_defaults, load_schema
+from drawtune.formats import dataset_files
 from drawtune.split import SPLITS
 
 min_version("9.0")
@@ -35,10 +36,33 @@ def annotations_file(wildcards):
     return ds["annotations"]
 
 
+def dataset_inputs(wildcards):
+    """Annotations plus every image file of a real dataset (an edited image reruns validation;
+    its unchanged neighbours come from the image cache)."""
+    ds = dataset_cfg(wildcards.dataset)
+    if "synthetic" in ds:
+        return {
+            "images": rules.synth_drawings.output.images.format(
+                dataset=wildcards.dataset
+            )
+        }
+    return {"files": dataset_files(ds)}
+
+
 def dataset_params(wildcards):
     """Only the keys of this dataset that change what validation reads."""
     ds = dataset_cfg(wildcards.dataset)
-    keys = ("format", "annotations", "images", "coords", "group_key", "aliases")
+    keys = (
+        "format",
+        "annotations",
+        "images",
+        "coords",
+        "group_key",
+        "aliases",
+        "on_error",
+        "drop",
+        "box_units",
+    )
     return {k: ds.get(k) for k in keys}
 
 

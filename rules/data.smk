@@ -14,6 +14,7 @@ rule synth_drawings:
 
 rule validate_annotations:
     input:
+        unpack(dataset_inputs),
         annotations=annotations_file,
     output:
         records="results/validated/{dataset}/records.jsonl",
@@ -25,6 +26,7 @@ rule validate_annotations:
         "benchmarks/validate_annotations/{dataset}.tsv"
     conda:
         "../envs/drawtune.yaml"
+    threads: 4
     params:
         dataset=dataset_params,
         classes=config["classes"],

@@ -20,4 +20,7 @@ if __name__ == "__main__":
     for m, details in zip(p.models, inp.details, strict=True):
         report.overlays(details, inp.truth, tmp, p.overlays, prefix=f"{m}__")
     data = [*inp.summaries, inp.split_summary, *inp.data]
-    report.provenance(p.config_text, data, out.provenance)
+    records = report.accounting(
+        [json.load(open(f)) for f in inp.summaries], json.load(open(inp.split_summary))
+    )
+    report.provenance(p.config_text, data, out.provenance, records)

@@ -1,5 +1,7 @@
 """Snakemake adapter: read and check one dataset (drawtune.stages.validate_dataset)."""
 
+from pathlib import Path
+
 from drawtune.records import Rules
 from drawtune.smk import resize_spec, setup
 from drawtune.stages import validate_dataset
@@ -13,6 +15,13 @@ if __name__ == "__main__":
         aliases=p.dataset.get("aliases") or {},
         clip_tolerance=p.validation["clip_tolerance"],
         max_image_pixels=p.validation["max_image_pixels"],
+        drop=tuple(p.dataset.get("drop") or ()),
+        pdf_dpi=p.validation["pdf_dpi"],
+        box_units=p.dataset.get("box_units") or "pixels",
+        # content-addressed stores outside the rule's outputs, so reruns reuse them
+        normalised_dir=Path("resources/normalised"),
+        cache_dir=Path("resources/cache/images"),
+        workers=snakemake.threads,
     )
     validate_dataset(
         ds,

@@ -79,6 +79,9 @@ def test_fill_defaults_dataset_entries():
         "coords": "qwen3_vl",
         "group_key": None,
         "aliases": {},
+        "on_error": "reject",
+        "drop": [],
+        "box_units": "pixels",
     }
 
 

@@ -1,0 +1,142 @@
+"""Ingestion at scale: 10,000 synthetic drawings through validate -> split -> convert.
+
+Reports conversion throughput, the time a no-op ``snakemake`` takes to decide there is nothing to
+do, and what adding one drawing reprocesses. Usage (repository root, inside .venv):
+
+    python bench/ingest.py [--n 10000] [--width 448] [--cores 2]
+
+Writes bench/results/ingest.json; BENCHMARKS.md records the numbers with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from drawtune.synth import draw_sheet, write_dataset  # noqa: E402
+
+PARTS = ("Snakefile", "rules", "scripts", "config", "report", "envs", "profiles")
+TARGETS = [f"results/swift/{s}.jsonl" for s in ("train", "val", "test")]
+
+
+def snakemake(wd: Path, cores: int, *extra: str) -> tuple[float, str]:
+    cmd = [shutil.which("snakemake") or "snakemake", *TARGETS, "--cores", str(cores)]
+    cmd += ["--configfile", "config/config.yaml", *extra]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=wd, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if p.returncode:
+        sys.exit(f"snakemake failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return dt, p.stdout + p.stderr
+
+
+def jobs_run(log: str) -> dict:
+    """Rule -> count from Snakemake's job-stats table."""
+    out = {}
+    for line in log.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if m and m.group(1) != "total":
+            out[m.group(1)] = int(m.group(2))
+    return out
+
+
+def decoded(wd: Path) -> str:
+    text = (wd / "logs/validate_annotations/data.log").read_text()
+    return re.findall(r"images decoded: \d+ of \d+", text)[-1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--width", type=int, default=448)
+    ap.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--workdir", type=Path, default=ROOT / "bench/runs/ingest")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/ingest.json")
+    a = ap.parse_args()
+    wd = a.workdir
+    if wd.exists():
+        shutil.rmtree(wd)
+    wd.mkdir(parents=True)
+    for p in PARTS:
+        (shutil.copytree if (ROOT / p).is_dir() else shutil.copy2)(ROOT / p, wd / p)
+    t0 = time.perf_counter()
+    coco = write_dataset(wd / "data", n=a.n, seed=7, width=a.width, workers=a.cores)
+    synth_s = time.perf_counter() - t0
+    # a real (non-synthetic) COCO dataset as a user would point at it
+    cfg = (wd / "config/config.yaml").read_text()
+    start = cfg.index("datasets:")
+    end = cfg.index("\nvalidation:")
+    (wd / "config/config.yaml").write_text(
+        cfg[:start]
+        + "datasets:\n  data:\n    format: coco\n    annotations: data/annotations.json\n"
+        + cfg[end:]
+    )
+
+    cold_s, _ = snakemake(wd, a.cores)
+    rows = list(
+        csv.DictReader((wd / "benchmarks/validate_annotations/data.tsv").open(), delimiter="\t")
+    )
+    validate_s = float(rows[0]["s"])
+    cold_decoded = decoded(wd)
+
+    noop_s, noop_log = snakemake(wd, a.cores)
+    assert "Nothing to be done" in noop_log, noop_log[-2000:]
+    dry_s, _ = snakemake(wd, a.cores, "-n")
+
+    # add one drawing (image + annotation), as a user dropping a file into the folder would
+    img, boxes = draw_sheet(99, 1, a.width)
+    name = "images/added_0001.png"
+    img.save(wd / "data" / name)
+    coco["images"].append(
+        {"id": a.n + 1, "file_name": name, "width": img.width, "height": img.height}
+    )
+    cats = {c["name"]: c["id"] for c in coco["categories"]}
+    nid = max(x["id"] for x in coco["annotations"]) + 1
+    for k, (label, (x1, y1, x2, y2)) in enumerate(boxes):
+        coco["annotations"].append(
+            {
+                "id": nid + k,
+                "image_id": a.n + 1,
+                "category_id": cats[label],
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "area": (x2 - x1) * (y2 - y1),
+                "iscrowd": 0,
+            }
+        )
+    (wd / "data/annotations.json").write_text(json.dumps(coco))
+    add_s, add_log = snakemake(wd, a.cores)
+    result = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "n_drawings": a.n,
+        "width": a.width,
+        "cores": a.cores,
+        "synth_seconds": round(synth_s, 1),
+        "cold_run_seconds": round(cold_s, 1),
+        "validate_seconds": round(validate_s, 1),
+        "validate_drawings_per_second": round(a.n / validate_s, 1),
+        "cold_decoded": cold_decoded,
+        "noop_run_seconds": round(noop_s, 2),
+        "noop_dry_run_seconds": round(dry_s, 2),
+        "add_one_seconds": round(add_s, 1),
+        "add_one_decoded": decoded(wd),
+        "add_one_jobs": jobs_run(add_log),
+    }
+    print(json.dumps(result, indent=2))
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
