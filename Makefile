@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 PROFILE ?= profiles/local
 
-.PHONY: install demo report test lint unit clean
+.PHONY: install demo report test lint unit clean vertex-image
 
 install: $(STAMP)
 
@@ -35,6 +35,20 @@ unit: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# The Vertex AI training image (envs/vertex/Dockerfile), built and pushed to the registry the
+# vertex profile names (`image:` in profiles/vertex/vertex.yaml), or VERTEX_IMAGE=... . Push
+# access: `gcloud auth configure-docker <region>-docker.pkg.dev` once. FLASH_ATTN_WHEEL: URL of a
+# flash-attn wheel for the image's torch, CUDA and Python (empty: PyTorch SDPA attention).
+VERTEX_IMAGE ?= $(shell sed -n 's/^image: *//p' profiles/vertex/vertex.yaml)
+FLASH_ATTN_WHEEL ?=
+DOCKER ?= docker
+
+vertex-image:
+	test -n "$(VERTEX_IMAGE)"
+	$(DOCKER) build --platform linux/amd64 -f envs/vertex/Dockerfile \
+		--build-arg FLASH_ATTN_WHEEL="$(FLASH_ATTN_WHEEL)" -t "$(VERTEX_IMAGE)" .
+	$(DOCKER) push "$(VERTEX_IMAGE)"
 
 clean:
 	rm -rf results resources logs benchmarks .snakemake

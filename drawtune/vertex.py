@@ -71,6 +71,7 @@ class Settings:
     run_id: str = ""
     service_account: str = ""
     poll_seconds: float = 30.0
+    cancel_on_failure: bool = True
     api_endpoint: str = ""
     env: dict = field(default_factory=dict)
     machines: dict = field(default_factory=dict)
@@ -258,19 +259,102 @@ def _raise_interrupt(signum, frame):
     raise Interrupted(signal.Signals(signum).name)
 
 
-def wait_for(client, job_name: str, poll: float):
-    """Poll until the job ends; log each new state. Ctrl-C/SIGTERM cancel the job."""
-    old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+def _ppid(pid: int) -> int | None:
+    """A process's parent (Linux /proc; None where it cannot be read)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _is_snakemake(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(os.path.basename(a) == b"snakemake" for a in argv[:2])
+
+
+def lineage() -> list[tuple[int, int]]:
+    """``(pid, parent)`` from this process up to the child of the Snakemake process that
+    started the rule (only this process where /proc is missing or no Snakemake is above)."""
+    chain = [(os.getpid(), os.getppid())]
+    parent = chain[0][1]
+    for _ in range(8):
+        if _is_snakemake(parent):
+            return chain
+        grand = _ppid(parent)
+        if not grand or grand <= 1:
+            break
+        chain.append((parent, grand))
+        parent = grand
+    return chain[:1]
+
+
+def orphaned(chain) -> bool:
+    """True when a process of ``chain`` lost its parent (Snakemake or a shell between died)."""
+    for pid, parent in chain:
+        now = os.getppid() if pid == os.getpid() else _ppid(pid)
+        if now != parent:
+            return True
+    return False
+
+
+class FailureWatch:
+    """Notices another rule's failure in the Snakemake run's log (``.snakemake/log``): without
+    ``--keep-going`` Snakemake stops scheduling but waits for running jobs, which on Vertex
+    would be paid for nothing."""
+
+    def __init__(self, workdir: Path):
+        logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+        self.path = logs[-1] if logs else None
+        self.offset = self.path.stat().st_size if self.path else 0
+
+    def failed_rule(self) -> str | None:
+        if self.path is None:
+            return None
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return None
+        m = re.search(r"^Error in rule (\S+?):", text, re.M)
+        return m.group(1) if m else None
+
+
+def wait_for(client, job_name: str, poll: float, watch: FailureWatch | None = None):
+    """Poll until the job ends; log each new state. The job is cancelled on Ctrl-C, SIGTERM or
+    SIGHUP, when Snakemake goes away, and when ``watch`` sees another rule fail."""
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, _raise_interrupt) for s in signals}
+    chain = lineage()
     state = None
+    errors = 0
     try:
         while True:
-            job = client.get_custom_job(name=job_name)
+            try:
+                job = client.get_custom_job(name=job_name)
+                errors = 0
+            except Exception as e:  # a network blip must not orphan a running job
+                errors += 1
+                if errors > 10:
+                    raise Interrupted(f"the job's state could not be read: {e}") from None
+                log.warning("reading the state of %s failed (%s); retrying", job_name, e)
+                time.sleep(poll)
+                continue
             if job.state.name != state:
                 state = job.state.name
                 log.info("vertex job %s: %s", job_name, state)
                 print(f"drawtune: vertex job {job_name.rsplit('/', 1)[-1]}: {state}", flush=True)
             if state in TERMINAL:
                 return job
+            if orphaned(chain):
+                raise Interrupted("Snakemake exited")
+            failed = watch.failed_rule() if watch else None
+            if failed:
+                raise Interrupted(f"rule {failed} failed, so the workflow stops")
             time.sleep(poll)
     except Interrupted as e:
         log.error("%s: cancelling vertex job %s", e, job_name)
@@ -295,6 +379,7 @@ def run_remote(
     output paths. Raises StageError with the job's message and log tail when it fails."""
     settings = Settings.load(settings_path)
     workdir = Path(workdir)
+    watch = FailureWatch(workdir) if settings.cancel_on_failure else None
     client = gcs.client(settings.project)
     run_uri = settings.run_uri(workdir)
     stager = Stager(run_uri, workdir, client)
@@ -335,7 +420,7 @@ def run_remote(
     url = console_url(job.name)
     log.info("vertex job %s submitted: %s", job.name, url)
     print(f"drawtune: vertex job {job.name}\n  console: {url}", flush=True)
-    job = wait_for(jobs, job.name, settings.poll_seconds)
+    job = wait_for(jobs, job.name, settings.poll_seconds, watch)
     if job.state.name != "JOB_STATE_SUCCEEDED":
         tail = (gcs.read_text(task["log"], client) or "").splitlines()[-30:]
         # through the logger: the rule's log file is held open by it (not in append mode)

@@ -143,7 +143,26 @@ def test_dockerfile_pins_match_the_project():
     assert not re.search(r"^ENTRYPOINT", text, re.M)  # the CustomJob gives the command
 
 
-# --------------------------------------------------------------------------- workflow
+def test_make_vertex_image_builds_and_pushes_the_profile_image():
+    image = vertex.Settings.load(ROOT / "profiles/vertex/vertex.yaml").image
+    plan = subprocess.run(
+        ["make", "-n", "vertex-image"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    build = plan[plan.index("docker build") : plan.index("docker push")]
+    assert "-f envs/vertex/Dockerfile" in build and f'-t "{image}" .' in build
+    assert f'docker push "{image}"' in plan
+    # the build context (Dockerfile.dockerignore) holds everything the Dockerfile copies
+    allowed = {
+        line[1:].strip("/")
+        for line in (ROOT / "envs/vertex/Dockerfile.dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    dockerfile = (ROOT / "envs/vertex/Dockerfile").read_text()
+    copied = {p for line in re.findall(r"^COPY (.+) \S+$", dockerfile, re.M) for p in line.split()}
+    assert copied and copied <= allowed, copied - allowed
+
+
+# --------------------------------------------------------------------------- stand-ins
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
     """A GCS emulator and the JobService stand-in, both on loopback."""
@@ -165,6 +184,94 @@ def cloud(tmp_path_factory):
         del os.environ["STORAGE_EMULATOR_HOST"]
     else:
         os.environ["STORAGE_EMULATOR_HOST"] = old
+
+
+def submit(service, command: list[str]) -> str:
+    """A CustomJob running ``command``, created through the real client; its name."""
+    from google.cloud import aiplatform_v1
+
+    settings = vertex.Settings(**SETTINGS, api_endpoint=service.endpoint)
+    body = vertex.job_spec(settings, "train_adapter", "x", {}, f"gs://{BUCKET}/jobs")
+    body["job_spec"]["worker_pool_specs"][0]["container_spec"].update(command=command, args=[])
+    job = vertex.job_client(settings).create_custom_job(
+        parent="projects/test-project/locations/us-central1",
+        custom_job=aiplatform_v1.CustomJob(body),
+    )
+    return job.name
+
+
+def wait_state(service, name: str, state: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while service.jobs[name].state.name != state and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert service.jobs[name].state.name == state
+
+
+WAITER = """
+import logging, sys
+from drawtune import vertex
+logging.basicConfig(level=logging.INFO)
+settings = vertex.Settings(project="p", region="r", bucket="b", image="i", api_endpoint=sys.argv[1])
+vertex.wait_for(vertex.job_client(settings), sys.argv[2], 0.2)
+"""
+
+
+def test_job_is_cancelled_when_snakemake_goes_away(cloud, tmp_path):
+    """The launcher's parent dies (Snakemake killed hard, or the shell between): the launcher,
+    now an orphan, cancels its job instead of leaving it running and billing."""
+    name = submit(cloud, ["sleep", "120"])
+    wait_state(cloud, name, "JOB_STATE_RUNNING")
+    shell = subprocess.Popen(
+        ["bash", "-c", f'"{BIN}/python" -c "$0" "$1" "$2"; sleep 60', WAITER, cloud.endpoint, name],
+        stdout=open(tmp_path / "waiter.out", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while "JOB_STATE_RUNNING" not in (tmp_path / "waiter.out").read_text():
+        assert time.monotonic() < deadline, "the waiter never polled"
+        time.sleep(0.2)
+    assert name not in cloud.cancelled
+    os.kill(shell.pid, signal.SIGKILL)
+    shell.wait()
+    wait_state(cloud, name, "JOB_STATE_CANCELLED")
+    assert name in cloud.cancelled
+    assert "Snakemake exited: cancelling vertex job" in (tmp_path / "waiter.out").read_text()
+
+
+def test_incomplete_gcs_model_fails_before_a_job_is_paid_for(cloud, tmp_path):
+    from test_gcs import make_model
+
+    from drawtune import gcs
+
+    model = make_model(tmp_path / "model")
+    gcs.upload(model, f"gs://{BUCKET}/models/ok")
+    (model / "preprocessor_config.json").unlink()
+    gcs.upload(model, f"gs://{BUCKET}/models/broken")
+    stager = vertex.Stager(f"gs://{BUCKET}/run", tmp_path, gcs.client())
+    assert stager.stage_model(f"gs://{BUCKET}/models/ok") == f"gs://{BUCKET}/models/ok"
+    assert stager.stage_model("Qwen/Qwen3-VL-4B-Instruct") == "Qwen/Qwen3-VL-4B-Instruct"
+    assert not stager.sent  # neither is copied
+    settings = tmp_path / "vertex.yaml"
+    settings.write_text(yaml.safe_dump({**SETTINGS, "api_endpoint": cloud.endpoint}))
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_model.safetensors").write_bytes(b"x")
+    before = len(cloud.received)
+    with pytest.raises(StageError, match=r"models/broken is incomplete: processor"):
+        vertex.run_remote(
+            settings_path=settings,
+            rule="merge_adapter",
+            name="demo",
+            stage="merge",
+            kwargs={
+                "base": f"gs://{BUCKET}/models/broken",
+                "adapter": str(tmp_path / "adapter"),
+                "merged_out": str(tmp_path / "merged"),
+            },
+            log_path=tmp_path / "merge.log",
+            workdir=tmp_path,
+        )
+    assert len(cloud.received) == before  # nothing was submitted
 
 
 def vertex_copy(finished: Path, dest: Path, service, run_id: str) -> Path:
@@ -276,16 +383,21 @@ def test_workflow_on_vertex(finished_workflow, cloud, tmp_path):
 
 
 @pytest.mark.workflow
-def test_failed_job_fails_the_rule_with_its_message(finished_workflow, cloud, tmp_path):
+def test_failed_job_fails_the_rule_and_cancels_the_others(finished_workflow, cloud, tmp_path):
+    """One experiment's job fails while another's trains: the failing rule's log gets the job's
+    message and last log lines; the other job is cancelled (Snakemake would wait for it)."""
     wd = vertex_copy(finished_workflow, tmp_path / "wf", cloud, "failing")
+    cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
+    demo = cfg["experiments"]["demo"]
     variant = tmp_path / "variant.yaml"
-    variant.write_text(
-        yaml.safe_dump({"experiments": {"demo": {"extra_args": {"no_such_flag": 1}}}})
-    )
-    proc = vertex_snakemake(
-        wd, "results/train/demo/logging.jsonl", "--configfile", "config/config.yaml", str(variant)
-    )
-    rc, out = finish(proc)
+    experiments = {
+        "demo": {**demo, "extra_args": {"no_such_flag": 1}},
+        "long": {**demo, "epochs": 200},
+    }
+    variant.write_text(yaml.safe_dump({"experiments": experiments}))
+    targets = ["results/train/demo/logging.jsonl", "results/train/long/logging.jsonl"]
+    before = set(cloud.jobs)
+    rc, out = finish(vertex_snakemake(wd, *targets, "--configfile", str(variant)))
     assert rc != 0
     assert "JOB_STATE_FAILED" in out
     assert "exited with a non-zero status of 1" in out
@@ -293,6 +405,14 @@ def test_failed_job_fails_the_rule_with_its_message(finished_workflow, cloud, tm
     assert "last lines of the vertex job's log" in rule_log
     assert "no_such_flag" in rule_log  # swift's own complaint, from the job's log
     assert not (wd / "results/train/demo/adapter").exists()
+    new = {n: j for n, j in cloud.jobs.items() if n not in before}
+    long = [n for n, j in new.items() if j.display_name == "drawtune-train_adapter-long"]
+    assert len(new) == 2 and len(long) == 1
+    wait_state(cloud, long[0], "JOB_STATE_CANCELLED")
+    assert long[0] in cloud.cancelled
+    long_log = (wd / "logs/train_adapter/long.log").read_text()
+    assert "rule train_adapter failed, so the workflow stops: cancelling vertex job" in long_log
+    assert not (wd / "results/train/long/logging.jsonl").exists()
 
 
 @pytest.mark.workflow
