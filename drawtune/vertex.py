@@ -473,9 +473,52 @@ def cluster_env(cluster_spec: str | None, gpus: int) -> dict:
     return env
 
 
+def _is_chief(cluster_spec: str | None) -> bool:
+    """Only the chief (pool 0, or the only replica) writes outputs and the job's log."""
+    if not cluster_spec:
+        return True
+    return json.loads(cluster_spec).get("task", {}).get("type", "workerpool0") == "workerpool0"
+
+
+def _stopped(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def worker(task: dict) -> int:
-    """Run one stage inside the job: gs:// arguments become mount paths."""
+    """Run one stage inside the job: gs:// arguments become mount paths. The job's log is
+    copied to ``task["log"]`` however the stage ends, SIGTERM (cancel, preemption) included."""
+    signal.signal(signal.SIGTERM, _stopped)  # Vertex stops a cancelled job with SIGTERM
+    tmp = Path(tempfile.mkdtemp(prefix="drawtune-"))
+    log_file = tmp / "worker.log"
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        handlers=[logging.FileHandler(log_file), logging.StreamHandler()],
+        force=True,
+    )
+    chief = _is_chief(os.environ.get("CLUSTER_SPEC"))
+    rc = 1
+    try:
+        _run_stage(task, tmp, log_file, chief)
+        rc = 0
+    except StageError as e:
+        log.error("%s", e)
+    except Exception:
+        log.exception("stage %s failed", task.get("stage"))
+    except SystemExit as e:
+        log.error("stage %s stopped by SIGTERM (job cancelled or preempted)", task.get("stage"))
+        rc = e.code if isinstance(e.code, int) else 1
+    finally:
+        if chief:
+            dest = Path(mount_path(task["log"]))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(log_file.read_bytes())
+    return rc
+
+
+def _run_stage(task: dict, tmp: Path, log_file: Path, chief: bool) -> None:
     from . import stages
+    from .coords import ResizeSpec
     from .smk import detect_device
 
     stage = task["stage"]
@@ -488,17 +531,7 @@ def worker(task: dict) -> int:
         gpus = torch.cuda.device_count()
     env = cluster_env(os.environ.get("CLUSTER_SPEC"), gpus)
     os.environ.update(env)
-    chief = env.get("NODE_RANK", "0") == "0"
-    tmp = Path(tempfile.mkdtemp(prefix="drawtune-"))
-    log_file = tmp / "worker.log"
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        handlers=[logging.FileHandler(log_file), logging.StreamHandler()],
-        force=True,
-    )
     log.info("stage %s on %s (%d GPUs), torchrun env %s", stage, device, gpus, env)
-    from .coords import ResizeSpec
 
     kwargs = {}
     for key, value in task["kwargs"].items():
@@ -529,24 +562,10 @@ def worker(task: dict) -> int:
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     kwargs["log_path"] = str(log_file)
-    rc = 0
-    try:
-        getattr(stages, stage)(**kwargs, device=device)
-        if final_result and chief:
-            rows = map_images(load_jsonl(kwargs[result_key]), lambda p: _to_uri(p))
-            dump_jsonl(rows, final_result)
-    except stages.StageError as e:
-        log.error("%s", e)
-        rc = 1
-    except Exception:
-        log.exception("stage %s failed", stage)
-        rc = 1
-    finally:
-        if chief:
-            dest = Path(mount_path(task["log"]))
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(log_file.read_bytes())
-    return rc
+    getattr(stages, stage)(**kwargs, device=device)
+    if final_result and chief:
+        rows = map_images(load_jsonl(kwargs[result_key]), lambda p: _to_uri(p))
+        dump_jsonl(rows, final_result)
 
 
 def _to_uri(path: str) -> str:

@@ -102,6 +102,9 @@ def test_cluster_env_maps_vertex_replicas_to_torchrun():
     single = {"cluster": {"workerpool0": ["h:1"]}, "task": {"type": "workerpool0", "index": 0}}
     assert vertex.cluster_env(json.dumps(single), gpus=2) == {"NPROC_PER_NODE": "2"}
     assert vertex.cluster_env(None, gpus=1) == {}
+    # only the chief writes outputs and the job's log
+    assert vertex._is_chief(None) and vertex._is_chief(json.dumps(single))
+    assert not vertex._is_chief(json.dumps({**spec, "task": {"type": "workerpool1", "index": 0}}))
 
 
 def test_paths_between_gcs_and_mount(monkeypatch):
@@ -429,3 +432,20 @@ def test_ctrl_c_cancels_the_job(finished_workflow, cloud, tmp_path):
         time.sleep(0.2)
     assert cloud.jobs[name].state.name == "JOB_STATE_CANCELLED"
     assert "cancelling vertex job" in (wd / "logs/train_adapter/demo.log").read_text()
+
+
+@pytest.mark.workflow
+def test_job_cancelled_in_the_console_fails_the_rule(finished_workflow, cloud, tmp_path):
+    wd = vertex_copy(finished_workflow, tmp_path / "wf", cloud, "console")
+    proc = vertex_snakemake(wd, "results/train/demo/logging.jsonl")
+    name = cloud.wait_running(skip=set(cloud.jobs))
+    cloud.wait_output(name, "stage train on cpu")  # the worker has started the stage
+    cloud.cancel(name)  # what the console's Cancel button does
+    rc, out = finish(proc)
+    assert rc != 0
+    assert f"vertex job {name} ended JOB_STATE_CANCELLED" in out
+    rule_log = (wd / "logs/train_adapter/demo.log").read_text()
+    assert "ended JOB_STATE_CANCELLED" in rule_log
+    assert "last lines of the vertex job's log" in rule_log
+    assert "stage train stopped by SIGTERM (job cancelled or preempted)" in rule_log
+    assert not (wd / "results/train/demo/logging.jsonl").exists()

@@ -91,7 +91,7 @@ class JobService:
         container = job.job_spec.worker_pool_specs[0].container_spec
         env = dict(os.environ, PATH=self.path_env, DRAWTUNE_GCS_MOUNT=str(self.mount))
         env.update({e.name: e.value for e in container.env})
-        out = self.mount.parent / f"job-{name.rsplit('/', 1)[-1]}.out"
+        out = self.output_path(name)
         with self.lock:
             if job.state == State.JOB_STATE_CANCELLING:
                 job.state = State.JOB_STATE_CANCELLED
@@ -122,6 +122,19 @@ class JobService:
                     "message": f"The replica workerpool0-0 exited with a non-zero status of "
                     f"{rc}. To find out more about why your job exited please check the logs",
                 }
+
+    def output_path(self, name: str) -> Path:
+        """Where the job's container output (stdout and stderr) is written."""
+        return self.mount.parent / f"job-{name.rsplit('/', 1)[-1]}.out"
+
+    def wait_output(self, name: str, text: str, timeout: float = 120) -> None:
+        """Wait until the job's container has written ``text``."""
+        deadline = time.monotonic() + timeout
+        path = self.output_path(name)
+        while not (path.is_file() and text in path.read_text(errors="replace")):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} never wrote {text!r}")
+            time.sleep(0.1)
 
     def wait_running(self, skip=(), timeout: float = 180) -> str:
         """The name of the first job not in ``skip`` that reached RUNNING."""
