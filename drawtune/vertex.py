@@ -324,6 +324,19 @@ class FailureWatch:
         return m.group(1) if m else None
 
 
+def cancel(client, job_name: str, poll: float, reason) -> None:
+    """Cancel the job, wait (up to a minute) until it has ended, raise StageError."""
+    log.error("%s: cancelling vertex job %s", reason, job_name)
+    print(f"drawtune: {reason}: cancelling vertex job {job_name}", flush=True)
+    client.cancel_custom_job(name=job_name)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if client.get_custom_job(name=job_name).state.name in TERMINAL:
+            break
+        time.sleep(min(poll, 2))
+    raise StageError(f"vertex job {job_name} cancelled ({reason})") from None
+
+
 def wait_for(client, job_name: str, poll: float, watch: FailureWatch | None = None):
     """Poll until the job ends; log each new state. The job is cancelled on Ctrl-C, SIGTERM or
     SIGHUP, when Snakemake goes away, and when ``watch`` sees another rule fail."""
@@ -357,16 +370,7 @@ def wait_for(client, job_name: str, poll: float, watch: FailureWatch | None = No
                 raise Interrupted(f"rule {failed} failed, so the workflow stops")
             time.sleep(poll)
     except Interrupted as e:
-        log.error("%s: cancelling vertex job %s", e, job_name)
-        print(f"drawtune: {e}: cancelling vertex job {job_name}", flush=True)
-        client.cancel_custom_job(name=job_name)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            job = client.get_custom_job(name=job_name)
-            if job.state.name in TERMINAL:
-                break
-            time.sleep(min(poll, 2))
-        raise StageError(f"vertex job {job_name} cancelled ({e})") from None
+        cancel(client, job_name, poll, e)
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
@@ -416,11 +420,24 @@ def run_remote(
     from google.cloud import aiplatform_v1
 
     parent = f"projects/{settings.project}/locations/{settings.region}"
-    job = jobs.create_custom_job(parent=parent, custom_job=aiplatform_v1.CustomJob(body))
-    url = console_url(job.name)
-    log.info("vertex job %s submitted: %s", job.name, url)
-    print(f"drawtune: vertex job {job.name}\n  console: {url}", flush=True)
-    job = wait_for(jobs, job.name, settings.poll_seconds, watch)
+    # Ctrl-C from here on cancels the job, also between its submission and wait_for
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, _raise_interrupt) for s in signals}
+    try:
+        try:
+            job = jobs.create_custom_job(parent=parent, custom_job=aiplatform_v1.CustomJob(body))
+        except Interrupted as e:
+            raise StageError(f"{e} while submitting the vertex job") from None
+        try:
+            url = console_url(job.name)
+            log.info("vertex job %s submitted: %s", job.name, url)
+            print(f"drawtune: vertex job {job.name}\n  console: {url}", flush=True)
+            job = wait_for(jobs, job.name, settings.poll_seconds, watch)
+        except Interrupted as e:
+            cancel(jobs, job.name, settings.poll_seconds, e)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
     if job.state.name != "JOB_STATE_SUCCEEDED":
         tail = (gcs.read_text(task["log"], client) or "").splitlines()[-30:]
         # through the logger: the rule's log file is held open by it (not in append mode)
