@@ -51,7 +51,8 @@ def dataset_inputs(wildcards):
 
 def dataset_files_stamp(wildcards):
     """Name, size and mtime of every file of a real dataset: an image added or edited in place
-    reruns validation, which decodes only that image (the others come from the image cache)."""
+    reruns validation, which decodes only that image (the others come from the image cache).
+    """
     ds = dataset_cfg(wildcards.dataset)
     return "" if "synthetic" in ds else dataset_stamp(ds)
 
