@@ -234,7 +234,8 @@ def predict_images(
     for image, f, row in zip(images, facts, rows, strict=True):
         text = row.get("response")
         parsed, boxes = pixel_boxes(text, family, f.width, f.height, spec)
-        picture = out_dir / f"{Path(str(image).split('#')[0]).stem}.png"
+        name, _, page = str(image).partition("#")
+        picture = out_dir / f"{Path(name).stem}{'_p' + page if page else ''}.png"
         draw(f.path, boxes, picture)
         out.append(
             {
