@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from .convert import dump_jsonl, load_jsonl, manifest_row, swift_row, truth_coco
 from .coords import ResizeSpec, from_model, model_frame
 from .metrics import coco_metrics
 from .parse import parse_answer
+from .progress import Relay
 from .records import InputError, Rules
 from .split import SPLITS, split_records
 
@@ -142,16 +144,26 @@ def _executable(name: str) -> str:
     raise StageError(f"{name!r} is not installed: run `make install` or put it on PATH")
 
 
-def run_logged(cmd: list[str], env: dict, log_path) -> None:
-    """Run ``cmd``, appending its output to ``log_path``; fail with the log's tail."""
+def run_logged(cmd: list[str], env: dict, log_path, label: str | None = None) -> None:
+    """Run ``cmd``, appending its output to ``log_path`` and relaying its progress bars to
+    stderr (drawtune.progress); fail with the log's tail."""
+    label = label or " ".join(cmd[:2])
     cmd = [_executable(cmd[0]), *cmd[1:]]
     if "--attn_impl" in cmd:
         log.info("attention implementation: %s", cmd[cmd.index("--attn_impl") + 1])
     log.info("running: %s", " ".join(cmd))
     log.info("environment: %s", " ".join(f"{k}={v}" for k, v in sorted(env.items())))
-    with open(log_path, "a") as f:
-        f.flush()
-        proc = subprocess.run(cmd, env=swift_cmd.child_env(env), stdout=f, stderr=subprocess.STDOUT)
+    relay = Relay(label)
+    with open(log_path, "ab") as f:
+        proc = subprocess.Popen(
+            cmd, env=swift_cmd.child_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            f.write(chunk)
+            f.flush()
+            relay.feed(chunk.decode(errors="replace"))
+        proc.wait()
+        relay.close()
     if proc.returncode != 0:
         tail = Path(log_path).read_text(errors="replace").splitlines()[-15:]
         raise StageError(
@@ -183,6 +195,8 @@ def train(
     tensorboard_out,
     log_path,
     device="cpu",
+    manifest_jsonl=None,
+    telemetry_out=None,
 ) -> None:
     run_dir = Path(run_dir)
     if run_dir.exists():
@@ -198,7 +212,7 @@ def train(
         device=device,
     )
     env = swift_cmd.swift_env(family, spec.min_pixels, spec.max_pixels, base, device)
-    run_logged(cmd, env, log_path)
+    run_logged(cmd, env, log_path, label=f"swift sft {run_dir.parent.name}")
     ckpt = _last_checkpoint(run_dir)
     adapter_out = Path(adapter_out)
     if adapter_out.exists():
@@ -210,6 +224,47 @@ def train(
         shutil.rmtree(tb)
     src = run_dir / "runs"
     shutil.copytree(src, tb) if src.is_dir() else tb.mkdir(parents=True)
+    if telemetry_out:
+        write_telemetry(
+            logging_out, train_jsonl, manifest_jsonl, family, base, train_cfg, device,
+            telemetry_out, log_path,
+        )  # fmt: skip
+
+
+def write_telemetry(
+    logging_jsonl, train_jsonl, manifest_jsonl, family, base, train_cfg, device, out, log_path
+) -> list[dict]:
+    """Per-step telemetry (drawtune.telemetry) as JSONL, and as a table appended to the log."""
+    from . import estimate, telemetry
+
+    samples, epoch_tokens = estimate.training_tokens(train_jsonl, manifest_jsonl, family)
+    try:
+        params = estimate.model_parameters(str(base))
+    except estimate.EstimateError:
+        params = 0  # a hub id without a size in its name: no MFU
+    name = None
+    if device != "cpu":
+        import torch
+
+        name = torch.cuda.get_device_name(0)
+    gpus = int(os.environ.get("NPROC_PER_NODE", "1")) * int(os.environ.get("NNODES", "1"))
+    t = train_cfg
+    rows = telemetry.steps(
+        load_jsonl(logging_jsonl),
+        samples_per_step=t["batch_size"] * t["grad_accum"] * gpus,
+        tokens_per_sample=epoch_tokens / max(samples, 1),
+        params=params,
+        tuner=t["tuner"],
+        peak=telemetry.peak_tflops(name) if params else None,
+        gpus=gpus,
+        device=name or "cpu",
+    )
+    dump_jsonl(rows, out)
+    with open(log_path, "a") as fh:
+        fh.write(f"\ntelemetry ({name or 'cpu'}, {gpus} GPU(s), {params:,} parameters, ")
+        fh.write(f"{epoch_tokens / max(samples, 1):.0f} tokens a sample)\n")
+        fh.write(telemetry.table(rows) + "\n")
+    return rows
 
 
 def merge(*, family, base, adapter, tuner, spec: ResizeSpec, merged_out, log_path, device="cpu"):
@@ -255,6 +310,7 @@ def predict(
         cmd,
         swift_cmd.swift_env(family, spec.min_pixels, spec.max_pixels, str(model), device),
         log_path,
+        label=f"swift infer {result_out.parent.name}/{result_out.stem}",
     )
     n_in, n_out = len(load_jsonl(dataset)), len(load_jsonl(result_out))
     if n_in != n_out:

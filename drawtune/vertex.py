@@ -38,8 +38,13 @@ TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "J
 # a hub id; jsonl: rows whose images are staged too; path: a file or folder) and outputs.
 STAGES = {
     "train": {
-        "inputs": {"base": "model", "train_jsonl": "jsonl", "val_jsonl": "jsonl"},
-        "outputs": ("adapter_out", "logging_out", "tensorboard_out"),
+        "inputs": {
+            "base": "model",
+            "train_jsonl": "jsonl",
+            "val_jsonl": "jsonl",
+            "manifest_jsonl": "jsonl",
+        },
+        "outputs": ("adapter_out", "logging_out", "tensorboard_out", "telemetry_out"),
     },
     "merge": {"inputs": {"base": "model", "adapter": "path"}, "outputs": ("merged_out",)},
     "predict": {"inputs": {"model": "model", "dataset": "jsonl"}, "outputs": ("result_out",)},
@@ -57,6 +62,7 @@ class Machine:
     accelerator_count: int = 1
     replica_count: int = 1
     boot_disk_gb: int = 200
+    usd_per_hour: float = 0.0  # the machine's price, read by `drawtune estimate` only
 
 
 @dataclass
@@ -125,10 +131,13 @@ def _image_of(row: dict):
 
 
 def map_images(rows: list[dict], fn) -> list[dict]:
-    """Rows with every image path (string or ``{"path": ...}``) replaced by ``fn(path)``."""
+    """Rows with every image path (string or ``{"path": ...}`` in ``images``, or a manifest
+    row's ``image``) replaced by ``fn(path)``."""
     out = []
     for row in rows:
         row = dict(row)
+        if isinstance(row.get("image"), str):
+            row["image"] = fn(row["image"])
         imgs = []
         for img in row.get("images") or []:
             if isinstance(img, dict):
@@ -408,7 +417,7 @@ def run_remote(
     )
     for uri in stager.sent:
         log.info("uploaded %s", uri)
-    outputs = {k: stager.uri_for(kwargs[k]) for k in spec["outputs"]}
+    outputs = {k: stager.uri_for(kwargs[k]) for k in spec["outputs"] if kwargs.get(k)}
     job_dir = gcs.join(run_uri, "vertex", rule, name)
     task = {
         "stage": stage,
@@ -446,8 +455,8 @@ def run_remote(
             f"vertex job {job.name} ended {job.state.name}: {job.error.message or 'no message'}"
             f" ({url})\n" + "\n".join(tail[-15:])
         )
-    for key in spec["outputs"]:
-        gcs.download(outputs[key], kwargs[key], client)
+    for key, uri in outputs.items():
+        gcs.download(uri, kwargs[key], client)
     if stage in RESULT_JSONL:
         path = kwargs[RESULT_JSONL[stage]]
         back = stager.back
@@ -564,7 +573,8 @@ def _run_stage(task: dict, tmp: Path, log_file: Path, chief: bool) -> None:
             kwargs[key] = str(local)
     if not chief:  # other nodes train too; only the chief writes outputs
         for key in spec["outputs"]:
-            kwargs[key] = str(tmp / "discard" / key)
+            if kwargs.get(key):
+                kwargs[key] = str(tmp / "discard" / key)
     result_key = RESULT_JSONL.get(stage)
     final_result = kwargs.get(result_key) if result_key else None
     if final_result:
@@ -575,7 +585,7 @@ def _run_stage(task: dict, tmp: Path, log_file: Path, chief: bool) -> None:
             extra = dict(kwargs["train_cfg"].get("extra_args") or {})
             extra.setdefault("deepspeed", "zero2")
             kwargs["train_cfg"] = {**kwargs["train_cfg"], "extra_args": extra}
-    for path in [*(kwargs[k] for k in spec["outputs"]), final_result]:
+    for path in [*(kwargs.get(k) for k in spec["outputs"]), final_result]:
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     kwargs["log_path"] = str(log_file)

@@ -359,6 +359,8 @@ def test_workflow_on_vertex(finished_workflow, cloud, tmp_path):
     assert "https://console.cloud.google.com/vertex-ai/locations/us-central1/training/" in out
     # the outputs are back in the local results tree, image paths as the local profile has them
     assert (wd / "results/train/demo/adapter/model.safetensors").is_file()
+    assert load_jsonl(wd / "results/train/demo/telemetry.jsonl")  # written in the job
+    assert train["kwargs"]["telemetry_out"] == f"{run}/results/train/demo/telemetry.jsonl"
     assert (wd / "results/merged/demo/config.json").is_file()
     test_rows = load_jsonl(wd / "results/swift/test.jsonl")
     for model in ("base", "demo"):
