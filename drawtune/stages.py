@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from . import swift_cmd
+from . import launch, swift_cmd
 from .convert import dump_jsonl, load_jsonl, manifest_row, swift_row, truth_coco
 from .coords import ResizeSpec, from_model, model_frame
 from .metrics import coco_metrics
@@ -166,7 +167,15 @@ def _last_checkpoint(run_dir: Path) -> Path:
     return ckpts[-1]
 
 
-_TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin")
+_TRAINING_STATE = (
+    "optimizer.pt",
+    "scheduler.pt",
+    "rng_state*.pth",
+    "training_args.bin",
+    "global_step*",  # DeepSpeed's sharded optimizer state
+    "zero_to_fp32.py",
+    "latest",
+)
 
 
 def train(
@@ -183,11 +192,29 @@ def train(
     tensorboard_out,
     log_path,
     device="cpu",
+    environ=None,
 ) -> None:
+    """``swift sft`` for one experiment, on every GPU and node of the job (``environ``: the
+    job's environment, default ``os.environ``), resumed from the last complete checkpoint of an
+    interrupted run with the same settings."""
     run_dir = Path(run_dir)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
     val = val_jsonl if val_jsonl and load_jsonl(val_jsonl) else None
+    topo = launch.topology(os.environ if environ is None else environ)
+    choice = train_cfg.get("deepspeed", "auto")
+    planned = launch.launcher_env(topo)
+    log.info(
+        "launch: nodes=%d gpus_per_node=%d world_size=%d deepspeed=%s attention=%s %s",
+        topo.nnodes,
+        topo.gpus_per_node,
+        topo.world_size,
+        launch.deepspeed_stage(choice, topo, "cuda") or "none",
+        swift_cmd.attn_impl(device),
+        " ".join(f"{k}={v}" for k, v in sorted(planned.items())),
+    )
+    if device == "cpu" and topo.distributed:
+        log.warning("the job has GPUs but torch sees none: training on CPU in one process")
+        topo = launch.Topology(nnodes=1, gpus_per_node=0)
+    deepspeed = launch.deepspeed_stage(choice, topo, device)
     cmd = swift_cmd.sft_command(
         family=family,
         base=base,
@@ -196,9 +223,23 @@ def train(
         output_dir=str(run_dir),
         train_cfg=train_cfg,
         device=device,
+        deepspeed=deepspeed,
     )
     env = swift_cmd.swift_env(family, spec.min_pixels, spec.max_pixels, base, device)
-    run_logged(cmd, env, log_path)
+    # An interrupted run with the same command resumes from its last complete checkpoint;
+    # anything else starts over in a clean folder. The rendezvous address and port are left out:
+    # they change from one SLURM job to the next.
+    fingerprint = {"command": cmd, "environment": env}
+    env = {**env, **launch.launcher_env(topo)}
+    ckpt = launch.resume_checkpoint(run_dir, fingerprint) if train_cfg.get("resume", True) else None
+    if ckpt is None:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        launch.write_fingerprint(run_dir, fingerprint)
+    else:
+        log.info("resuming from %s (an earlier run of this experiment was interrupted)", ckpt)
+        cmd = cmd + swift_cmd.resume_args(str(ckpt))
+    run_logged(launch.node_command(cmd, topo), env, log_path)
     ckpt = _last_checkpoint(run_dir)
     adapter_out = Path(adapter_out)
     if adapter_out.exists():
