@@ -23,9 +23,9 @@ rule validate_annotations:
         "logs/validate_annotations/{dataset}.log",
     benchmark:
         "benchmarks/validate_annotations/{dataset}.tsv"
-    threads: 4
     conda:
         "../envs/drawtune.yaml"
+    threads: 4
     params:
         dataset=dataset_params,
         classes=config["classes"],
