@@ -62,6 +62,32 @@ def detect_format(path: Path) -> str:
     raise InputError(f"{path}: cannot tell the annotation format; set `format`")
 
 
+ANNOTATION_SUFFIXES = (".json", ".jsonl", ".xml", ".txt", ".yaml", ".yml")
+
+
+def dataset_files(ds: dict, workdir: Path | None = None) -> list[str]:
+    """Every file a dataset may read (annotations and images under its folders), so that the
+    workflow reruns validation when any of them changes, even an image edited in place. A folder
+    that holds the workflow itself contributes only the annotation path."""
+    ann = Path(ds["annotations"])
+    roots = {ann if ann.is_dir() else ann.parent}
+    if ds.get("images"):
+        roots.add(Path(ds["images"]))
+    here = (workdir or Path.cwd()).resolve()
+    files = {str(ann)} if ann.is_file() else set()
+    suffixes = IMAGE_SUFFIXES + ANNOTATION_SUFFIXES
+    for root in roots:
+        r = root.resolve()
+        if not r.is_dir() or r == here or r in here.parents:
+            continue
+        files.update(
+            str(root / p.relative_to(r))
+            for p in r.rglob("*")
+            if p.suffix.lower() in suffixes and p.is_file()
+        )
+    return sorted(files)
+
+
 def read_dataset(ds: dict, rules: Rules, spec) -> ReadResult:
     """Read one configured dataset (keys as in config/schema.yaml)."""
     path = Path(ds["annotations"])

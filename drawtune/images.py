@@ -54,7 +54,10 @@ def split_page(ref: str) -> tuple[str, int]:
 
 def _cache_key(path: Path, page: int, dpi: int, max_pixels: int) -> str:
     st = path.stat()
-    ident = f"{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}\0{page}\0{dpi}\0{max_pixels}"
+    where = os.path.relpath(os.path.abspath(path))  # a moved workflow keeps its cache
+    if where.startswith(".."):
+        where = os.path.abspath(path)
+    ident = f"{where}\0{st.st_size}\0{st.st_mtime_ns}\0{page}\0{dpi}\0{max_pixels}"
     return hashlib.sha256(ident.encode()).hexdigest()
 
 

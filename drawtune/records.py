@@ -217,6 +217,16 @@ def read_coco(
         root, [i.get("file_name") for i in data["images"] if isinstance(i, dict)], rules
     )
     out = ReadResult()
+    ids = {img.get("id") for img in data["images"] if isinstance(img, dict)}
+    for key, items in anns.items():
+        if key not in ids:  # annotations no image claims are reported, never dropped silently
+            for k, a in items:
+                why = "is not an object" if not isinstance(a, dict) else f"image_id {key!r}"
+                out.rejects.append(
+                    Reject(
+                        src, f"annotations[{k}]", "image_id", f"annotation {why} matches no image"
+                    ).row()
+                )
     for i, img in enumerate(data["images"]):
         rec = f"images[{i}]" + (f" (id {img.get('id')})" if isinstance(img, dict) else "")
         try:

@@ -4,6 +4,7 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 from drawtune.config import fill_defaults, load_schema
+from drawtune.formats import dataset_files
 from drawtune.split import SPLITS
 
 min_version("9.0")
@@ -33,6 +34,19 @@ def annotations_file(wildcards):
     if "synthetic" in ds:
         return rules.synth_drawings.output.annotations.format(dataset=wildcards.dataset)
     return ds["annotations"]
+
+
+def dataset_inputs(wildcards):
+    """Annotations plus every image file of a real dataset (an edited image reruns validation;
+    its unchanged neighbours come from the image cache)."""
+    ds = dataset_cfg(wildcards.dataset)
+    if "synthetic" in ds:
+        return {
+            "images": rules.synth_drawings.output.images.format(
+                dataset=wildcards.dataset
+            )
+        }
+    return {"files": dataset_files(ds)}
 
 
 def dataset_params(wildcards):

@@ -14,6 +14,7 @@ rule synth_drawings:
 
 rule validate_annotations:
     input:
+        unpack(dataset_inputs),
         annotations=annotations_file,
     output:
         records="results/validated/{dataset}/records.jsonl",

@@ -396,3 +396,23 @@ def test_valid_boxes_survive_every_reader_and_both_families(tmp_path_factory, ca
             unit = w / 1000 if family == "qwen3_vl" else 1.0
             tol = max(unit, w / 1000, h / 1000) + 1.0
             assert all(abs(a - c) <= tol for a, c in zip(back, b, strict=True)), (family, b, back)
+
+
+def test_coco_orphan_annotations_are_reported(tmp_path):
+    png(tmp_path / "a.png")
+    coco = {
+        "images": [{"id": 1, "file_name": "a.png"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5]},
+            {"id": 2, "image_id": 9, "category_id": 1, "bbox": [1, 1, 5, 5]},
+            "junk",
+        ],
+        "categories": [{"id": 1, "name": "view"}],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(coco))
+    res = read_coco(tmp_path / "ann.json", rules(tmp_path))
+    assert len(res.records) == 1
+    assert sorted((r["record"], r["field"]) for r in res.rejects) == [
+        ("annotations[1]", "image_id"),
+        ("annotations[2]", "image_id"),
+    ]

@@ -137,3 +137,26 @@ def test_new_drawing_keeps_old_splits(finished_workflow, tmp_path):
     for s in before:
         assert before[s] <= after[s], f"an old drawing left the {s} split"
     assert sum(map(len, after.values())) == 28
+
+
+def test_image_edited_in_place_is_decoded_alone(finished_workflow, tmp_path):
+    """An image changed under the same name reruns validation, which decodes only that image."""
+    wd = tmp_path / "wf"
+    shutil.copytree(
+        finished_workflow,
+        wd,
+        symlinks=True,
+        ignore=shutil.ignore_patterns("run", "merged", "models"),
+    )
+    target = "results/validated/drawings/summary.json"
+    assert planned_jobs(wd, target) == []
+    img = sorted((wd / "data/drawings/images").glob("*.png"))[0]
+    from PIL import Image
+
+    with Image.open(img) as im:
+        edited = im.convert("L").point(lambda v: 255 - v)
+    edited.save(img)
+    assert planned_jobs(wd, target) == ["validate_annotations"]
+    snakemake(wd, target)
+    log = (wd / "logs/validate_annotations/drawings.log").read_text()
+    assert "images decoded: 1 of 21" in log
