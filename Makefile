@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 PROFILE ?= profiles/local
 
-.PHONY: install demo report test lint unit clean
+.PHONY: install demo report test lint unit slurm slurm-deps clean
 
 install: $(STAMP)
 
@@ -35,6 +35,21 @@ unit: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# The SLURM tests alone (a private two-node cluster on localhost; root, slurm-wlm and munge).
+slurm: $(STAMP)
+	$(BIN)/pytest -q -m slurm
+
+# slurm-wlm and munge from the distribution, for the SLURM tests (Debian/Ubuntu, as root; no
+# daemon is started or enabled: the tests start their own). Does nothing when slurmctld exists.
+slurm-deps:
+	@if command -v slurmctld >/dev/null 2>&1 || test -x /usr/sbin/slurmctld; then \
+		echo "slurm-deps: slurmctld already installed"; \
+	else \
+		apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			slurm-wlm munge; \
+	fi
 
 clean:
 	rm -rf results resources logs benchmarks .snakemake

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import logging
+import sys
 
 import pytest
 
-from drawtune import launch, swift_cmd
+from drawtune import launch, stages, swift_cmd
 from drawtune.launch import Topology
 
 
@@ -163,3 +166,40 @@ def test_launch_main_sets_node_rank(tmp_path, monkeypatch):
         check=True,
     )
     assert out.read_text().strip() == "3"
+
+
+# --------------------------------------------------------------------------- attention
+def _fake_flash_attn(tmp_path, monkeypatch):
+    """An importable ``flash_attn`` package (an empty one: only importability is looked at)."""
+    pkg = tmp_path / "site" / "flash_attn"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    monkeypatch.delitem(sys.modules, "flash_attn", raising=False)
+    monkeypatch.syspath_prepend(str(pkg.parent))
+    importlib.invalidate_caches()
+
+
+def test_flash_attn_when_importable_on_gpu(tmp_path, monkeypatch, caplog):
+    _fake_flash_attn(tmp_path, monkeypatch)
+    assert swift_cmd.attn_impl("cuda") == "flash_attn"
+    assert swift_cmd.attn_impl("cpu") == "sdpa"  # never on CPU
+    kw = dict(family="qwen3_vl", base="/m", train="t.jsonl", val=None, output_dir="o")
+    gpu = swift_cmd.sft_command(train_cfg=_cfg(), device="cuda", **kw)
+    assert _flag(gpu, "--attn_impl") == "flash_attn"
+    cpu = swift_cmd.sft_command(train_cfg=_cfg(), device="cpu", **kw)
+    assert _flag(cpu, "--attn_impl") == "sdpa"
+    # the choice is logged in the rule's log before the command runs
+    caplog.set_level(logging.INFO, logger="drawtune")
+    stages.run_logged(["true", *gpu[1:]], {}, tmp_path / "x.log")  # swift's arguments
+    assert "attention implementation: flash_attn" in caplog.text
+
+
+def test_sdpa_when_flash_attn_is_not_importable(tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "flash_attn", None)  # import flash_attn fails
+    assert swift_cmd.attn_impl("cuda") == "sdpa"
+    kw = dict(family="qwen3_vl", base="/m", train="t.jsonl", val=None, output_dir="o")
+    gpu = swift_cmd.sft_command(train_cfg=_cfg(), device="cuda", **kw)
+    assert _flag(gpu, "--attn_impl") == "sdpa"
+    caplog.set_level(logging.INFO, logger="drawtune")
+    stages.run_logged(["true", *gpu[1:]], {}, tmp_path / "x.log")  # swift's arguments
+    assert "attention implementation: sdpa" in caplog.text
