@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -91,6 +93,66 @@ def topology(env: Mapping[str, str]) -> Topology:
     return Topology(nnodes=nnodes, gpus_per_node=gpus, master_addr=hosts[0], master_port=port)
 
 
+# The slurm executor's job step runs a rule with ``srun -n1`` after dropping every SLURM_*
+# variable but these; inside that step SLURM describes the step (one node), not the job.
+JOB_IDENTITY = (
+    "SLURM_JOB_ID",
+    "SLURM_JOBID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_CLUSTER_NAME",
+    "SLURM_SUBMIT_DIR",
+    "SLURM_SUBMIT_HOST",
+    "SLURM_CONF",
+)
+
+
+def parse_scontrol_job(text: str) -> dict[str, str]:
+    """The job's node count and node list from ``scontrol show job -o ID`` as the variables
+    :func:`topology` reads (empty when the text names neither)."""
+    fields = dict(re.findall(r"(\S+?)=(\S*)", text))
+    nodes, nodelist = fields.get("NumNodes", ""), fields.get("NodeList", "")
+    m = re.match(r"\d+", nodes)
+    if not m or nodelist in ("", "(null)"):
+        return {}
+    return {"SLURM_JOB_NUM_NODES": m.group(0), "SLURM_JOB_NODELIST": nodelist}
+
+
+def job_environ(env: Mapping[str, str], timeout: float = 30) -> dict[str, str]:
+    """``env`` with the whole job's node count and node list asked from SLURM (``scontrol``):
+    a rule run by the slurm executor sits in a one-node job step whose variables name only its
+    own node. Unchanged outside SLURM or when scontrol does not answer."""
+    env = dict(env)
+    job_id = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID")
+    scontrol = shutil.which("scontrol", path=env.get("PATH"))
+    if not job_id or not scontrol:
+        return env
+    try:
+        proc = subprocess.run(
+            [scontrol, "show", "job", "-o", job_id],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return env
+    if proc.returncode == 0:
+        env.update(parse_scontrol_job(proc.stdout))
+    return env
+
+
+def srun_environ(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for an ``srun`` started from inside a job step: the step's SLURM_*, SRUN_* and
+    SBATCH_* variables dropped (they would confine the new step to the calling step's one
+    node), the job's identity kept, so srun spans the whole allocation."""
+    return {
+        k: v
+        for k, v in env.items()
+        if k in JOB_IDENTITY or not k.startswith(("SLURM_", "SRUN_", "SBATCH_"))
+    }
+
+
 def deepspeed_stage(choice: str, topo: Topology, device: str) -> str | None:
     """ms-swift's ``--deepspeed`` value: none on CPU or one GPU; ``auto`` is zero2 (the
     optimizer state and gradients sharded, enough for LoRA on a 4B model); ``zero3`` also
@@ -127,7 +189,7 @@ def node_env(env: Mapping[str, str]) -> dict[str, str]:
 def node_command(cmd: list[str], topo: Topology, python: str = sys.executable) -> list[str]:
     """The command one job runs: ``cmd`` itself on one node; on several, ``srun`` starts one
     task per node (``--overlap``: it runs beside the job step that called it) and each task
-    sets its ``NODE_RANK`` before running ``cmd``."""
+    sets its ``NODE_RANK`` before running ``cmd``. Run it with :func:`srun_environ`."""
     if topo.nnodes <= 1:
         return cmd
     return [

@@ -143,8 +143,9 @@ def _executable(name: str) -> str:
     raise StageError(f"{name!r} is not installed: run `make install` or put it on PATH")
 
 
-def run_logged(cmd: list[str], env: dict, log_path) -> None:
-    """Run ``cmd``, appending its output to ``log_path``; fail with the log's tail."""
+def run_logged(cmd: list[str], env: dict, log_path, environ=None) -> None:
+    """Run ``cmd`` with ``env`` on top of ``environ`` (default: this process's environment),
+    appending its output to ``log_path``; fail with the log's tail."""
     cmd = [_executable(cmd[0]), *cmd[1:]]
     if "--attn_impl" in cmd:
         log.info("attention implementation: %s", cmd[cmd.index("--attn_impl") + 1])
@@ -152,7 +153,8 @@ def run_logged(cmd: list[str], env: dict, log_path) -> None:
     log.info("environment: %s", " ".join(f"{k}={v}" for k, v in sorted(env.items())))
     with open(log_path, "a") as f:
         f.flush()
-        proc = subprocess.run(cmd, env=swift_cmd.child_env(env), stdout=f, stderr=subprocess.STDOUT)
+        child = swift_cmd.child_env(env) if environ is None else {**environ, **env}
+        proc = subprocess.run(cmd, env=child, stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         tail = Path(log_path).read_text(errors="replace").splitlines()[-15:]
         raise StageError(
@@ -199,7 +201,8 @@ def train(
     interrupted run with the same settings."""
     run_dir = Path(run_dir)
     val = val_jsonl if val_jsonl and load_jsonl(val_jsonl) else None
-    topo = launch.topology(os.environ if environ is None else environ)
+    environ = launch.job_environ(os.environ if environ is None else environ)
+    topo = launch.topology(environ)
     choice = train_cfg.get("deepspeed", "auto")
     planned = launch.launcher_env(topo)
     log.info(
@@ -239,7 +242,9 @@ def train(
     else:
         log.info("resuming from %s (an earlier run of this experiment was interrupted)", ckpt)
         cmd = cmd + swift_cmd.resume_args(str(ckpt))
-    run_logged(launch.node_command(cmd, topo), env, log_path)
+    # several nodes: srun from this job step, with the step's SLURM variables dropped
+    srun_env = launch.srun_environ(environ) if topo.nnodes > 1 else None
+    run_logged(launch.node_command(cmd, topo), env, log_path, environ=srun_env)
     ckpt = _last_checkpoint(run_dir)
     adapter_out = Path(adapter_out)
     if adapter_out.exists():

@@ -220,6 +220,9 @@ def start_cluster(root: Path) -> Cluster:
 
 
 if __name__ == "__main__":
+    # stop the daemons on Ctrl-C and on kill, also when started in the background
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     c = start_cluster(Path(sys.argv[1]).resolve())
     print(f"export SLURM_CONF={c.conf} PATH={c.bin}:$PATH")
     try:

@@ -203,3 +203,47 @@ def test_sdpa_when_flash_attn_is_not_importable(tmp_path, monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="drawtune")
     stages.run_logged(["true", *gpu[1:]], {}, tmp_path / "x.log")  # swift's arguments
     assert "attention implementation: sdpa" in caplog.text
+
+
+# --------------------------------------------------------------------------- inside a job step
+SCONTROL = (
+    "JobId=7 JobName=x UserId=root(0) JobState=RUNNING Partition=gpu NodeList=gpu[07-08] "
+    "BatchHost=gpu07 NumNodes=2 NumCPUs=2 NumTasks=2 TresPerNode=gres:gpu:4"
+)
+
+
+def test_whole_job_from_scontrol_when_the_step_sees_one_node():
+    assert launch.parse_scontrol_job(SCONTROL) == {
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_JOB_NODELIST": "gpu[07-08]",
+    }
+    assert launch.parse_scontrol_job("JobId=8 NumNodes=2-2 NodeList=(null)") == {}
+    assert launch.parse_scontrol_job("") == {}
+    # the slurm executor's job step: one node, one task, its own node list
+    step = {"SLURM_JOB_ID": "7", "SLURM_NNODES": "1", "SLURM_JOB_NODELIST": "gpu07"}
+    step["SLURM_GPUS_ON_NODE"] = "4"
+    assert launch.topology(step).nnodes == 1
+    topo = launch.topology({**step, **launch.parse_scontrol_job(SCONTROL)})
+    assert topo == Topology(2, 4, "gpu07", launch.PORT_BASE + 7)
+    # outside SLURM nothing is asked
+    assert launch.job_environ({"PATH": "/usr/bin"}) == {"PATH": "/usr/bin"}
+
+
+def test_srun_from_a_step_drops_the_step_variables():
+    env = {
+        "PATH": "/bin",
+        "MASTER_ADDR": "n1",
+        "SLURM_JOB_ID": "7",
+        "SLURM_CONF": "/etc/x/slurm.conf",
+        "SLURM_NNODES": "1",
+        "SLURM_JOB_NODELIST": "n1",
+        "SLURM_STEP_ID": "0",
+        "SRUN_CPUS_PER_TASK": "1",
+        "SBATCH_GRES": "gpu:1",
+    }
+    assert launch.srun_environ(env) == {
+        "PATH": "/bin",
+        "MASTER_ADDR": "n1",
+        "SLURM_JOB_ID": "7",
+        "SLURM_CONF": "/etc/x/slurm.conf",
+    }

@@ -15,7 +15,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -60,8 +59,9 @@ def cluster(tmp_path_factory):
     shutil.rmtree(root, ignore_errors=True)
 
 
-def write_test_profile(wd: Path) -> None:
-    """profiles/slurm with the settings a one-machine test cluster needs."""
+def write_test_profile(wd: Path, train_resources: dict | None = None) -> None:
+    """profiles/slurm with the settings a one-machine test cluster needs; ``train_resources``
+    are added to train_adapter's (a command-line --set-resources would replace them all)."""
     prof = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     prof.update(
         {
@@ -78,6 +78,7 @@ def write_test_profile(wd: Path) -> None:
     prof["default-resources"] = {"slurm_partition": "gpu"}
     small = {"gpu": 1, "cpus_per_gpu": 1, "mem_mb": 1000, "runtime": 30}
     prof["set-resources"] = {rule: dict(small) for rule in GPU_RULES}
+    prof["set-resources"]["train_adapter"].update(train_resources or {})
     (wd / PROFILE).mkdir(parents=True, exist_ok=True)
     (wd / PROFILE / "config.yaml").write_text(yaml.safe_dump(prof, sort_keys=False))
 
@@ -96,9 +97,12 @@ def prepared(cluster, tmp_path_factory) -> Path:
     return wd
 
 
-def prepare(prepared: Path, wd: Path, **experiment) -> Path:
-    """A copy of ``prepared`` with changed settings of the `demo` experiment."""
+def prepare(prepared: Path, wd: Path, train_resources: dict | None = None, **experiment) -> Path:
+    """A copy of ``prepared`` with changed settings of the `demo` experiment and changed
+    train_adapter resources in the test profile."""
     shutil.copytree(prepared, wd, symlinks=True)
+    if train_resources:
+        write_test_profile(wd, train_resources)
     cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
     cfg["experiments"]["demo"].update(experiment)
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -201,7 +205,7 @@ STEP_RE = re.compile(r"'global_step/max_steps': '(\d+)/(\d+)'")
 
 
 def test_cancelled_training_resumes_from_checkpoint(cluster, prepared, tmp_path):
-    wd = prepare(prepared, tmp_path / "wf", epochs=3, batch_size=1, save_steps=3)
+    wd = prepare(prepared, tmp_path / "wf", epochs=2, batch_size=1, save_steps=3)
     target = "results/train/demo/adapter"
     proc = start_snakemake(cluster, wd, target)
     run = wd / "results/train/demo/run"
@@ -249,11 +253,11 @@ def _launch_line(wd: Path) -> str | None:
     return next((ln for ln in log.read_text().splitlines() if " launch: " in ln), None)
 
 
-def _submit_and_inspect(cluster, wd: Path, *set_resources: str) -> tuple[dict, str, str]:
-    """Submit the train job with extra resources; once its launch is logged, read what SLURM
-    holds about it and cancel it (this machine has no GPU to train on)."""
+def _submit_and_inspect(cluster, wd: Path) -> tuple[dict, str, str]:
+    """Submit the train job; once its launch is logged, read what SLURM holds about it and
+    cancel it (this machine has no GPU to train on)."""
     target = "results/train/demo/adapter"
-    proc = start_snakemake(cluster, wd, target, "--set-resources", *set_resources)
+    proc = start_snakemake(cluster, wd, target)
     try:
         line = wait_for(lambda: _launch_line(wd), 180, "launch line", proc)
         job_id = slurm_job_ids(wd, "train_adapter")[-1]
@@ -269,8 +273,8 @@ def _submit_and_inspect(cluster, wd: Path, *set_resources: str) -> tuple[dict, s
 
 
 def test_two_gpu_job_request_and_launcher(cluster, prepared, tmp_path):
-    wd = prepare(prepared, tmp_path / "wf")
-    info, script, line = _submit_and_inspect(cluster, wd, "train_adapter:gpu=2")
+    wd = prepare(prepared, tmp_path / "wf", train_resources={"gpu": 2})
+    info, script, line = _submit_and_inspect(cluster, wd)
     assert info["TresPerJob"] == "gres:gpu:2" and info["NumNodes"] == "1", info
     assert info["NodeList"] in NODES
     assert "train_adapter" in script
@@ -280,14 +284,9 @@ def test_two_gpu_job_request_and_launcher(cluster, prepared, tmp_path):
 
 
 def test_two_node_job_request_and_launcher(cluster, prepared, tmp_path):
-    wd = prepare(prepared, tmp_path / "wf")
-    info, script, line = _submit_and_inspect(
-        cluster,
-        wd,
-        "train_adapter:nodes=2",
-        "train_adapter:gres=gpu:2",
-        "train_adapter:gpu=0",
-    )
+    resources = {"nodes": 2, "gres": "gpu:2", "gpu": 0}
+    wd = prepare(prepared, tmp_path / "wf", train_resources=resources)
+    info, script, line = _submit_and_inspect(cluster, wd)
     assert info["NumNodes"] == "2" and info["NodeList"] == "n[1-2]", info
     assert info["TresPerNode"] == "gres:gpu:2" and "TresPerJob" not in info, info
     assert "train_adapter" in script
@@ -297,18 +296,62 @@ def test_two_node_job_request_and_launcher(cluster, prepared, tmp_path):
     assert line.endswith(f"MASTER_ADDR=n1 MASTER_PORT={port} NNODES=2 NPROC_PER_NODE=2"), line
 
 
-def test_one_task_per_node_gets_its_node_rank(cluster, tmp_path):
-    """The multi-node command (drawtune.launch.node_command) run by srun on two nodes: each
-    node's task gets NODE_RANK from its SLURM_NODEID."""
-    from drawtune.launch import Topology, node_command
+RANKS_SNAKEFILE = """
+import os
+from drawtune import launch, stages
 
-    out = tmp_path / "ranks"
-    out.mkdir()
-    cmd = node_command(
-        ["sh", "-c", f'echo "$NODE_RANK" > {out}/"$SLURMD_NODENAME"'],
-        Topology(nnodes=2, gpus_per_node=2, master_addr="n1", master_port=29500),
-        python=sys.executable,
+rule ranks:
+    output:
+        "ranks/topology.txt",
+    log:
+        "logs/ranks.log",
+    resources:
+        nodes=2,
+        gres="gpu:2",
+        gpu=0,
+        cpus_per_task=1,
+        mem_mb=500,
+        runtime=5,
+    run:
+        # what stages.train does on several nodes, with a probe in place of `swift sft`
+        environ = launch.job_environ(os.environ)
+        topo = launch.topology(environ)
+        probe = (
+            'echo "$NODE_RANK $NNODES $MASTER_ADDR $MASTER_PORT $NPROC_PER_NODE '
+            '$CUDA_VISIBLE_DEVICES" > ranks/"$SLURMD_NODENAME"'
+        )
+        stages.run_logged(
+            launch.node_command(["sh", "-c", probe], topo),
+            launch.launcher_env(topo),
+            log[0],
+            environ=launch.srun_environ(environ),
+        )
+        with open(output[0], "w") as f:
+            f.write(repr(topo))
+"""
+
+
+def test_two_node_job_runs_one_task_per_node_with_its_rank(cluster, tmp_path):
+    """Inside a 2-node job run by the slurm executor (whose job step sees one node only), the
+    training's launch finds both nodes, and srun starts one task per node with NODE_RANK from
+    its node, the rendezvous variables and that node's GPUs."""
+    wd = tmp_path / "wf"
+    (wd / "ranks").mkdir(parents=True)
+    (wd / "Snakefile").write_text(RANKS_SNAKEFILE)
+    write_test_profile(wd)
+    prof = yaml.safe_load((wd / PROFILE / "config.yaml").read_text())
+    del prof["set-resources"]
+    (wd / PROFILE / "config.yaml").write_text(yaml.safe_dump(prof))
+    run_snakemake(cluster, wd, timeout=120)
+    (job_id,) = slurm_job_ids(wd, "ranks")
+    info = job_info(cluster, job_id)
+    assert info["NumNodes"] == "2" and info["JobState"] == "COMPLETED", info
+    port = 29500 + int(job_id) % 2000
+    assert (wd / "ranks/topology.txt").read_text() == (
+        f"Topology(nnodes=2, gpus_per_node=2, master_addr='n1', master_port={port})"
     )
-    env = cluster.env(dict(os.environ))
-    subprocess.run(cmd, env=env, check=True, timeout=60, capture_output=True)
-    assert {p.name: p.read_text().strip() for p in out.iterdir()} == {"n1": "0", "n2": "1"}
+    ranks = {p.name: p.read_text().split() for p in (wd / "ranks").iterdir() if p.suffix == ""}
+    assert ranks == {
+        "n1": ["0", "2", "n1", str(port), "2", "0,1"],
+        "n2": ["1", "2", "n1", str(port), "2", "0,1"],
+    }
