@@ -171,26 +171,100 @@ def wait_for(cond, timeout: float, what: str, proc: subprocess.Popen | None = No
     raise AssertionError(f"no {what} after {timeout} s")
 
 
+def interrupt(proc: subprocess.Popen, timeout: float = 60) -> str:
+    """Ctrl-C for snakemake (it cancels its jobs and exits) instead of waiting for its next
+    status check, which comes up to a minute late."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    _, out = finish(proc, timeout)
+    return out
+
+
+# --------------------------------------------------------------------------- preemption
+STEP_RE = re.compile(r"'global_step/max_steps': '(\d+)/(\d+)'")
+
+
+@pytest.fixture(scope="module")
+def preempted(cluster, prepared, tmp_path_factory) -> dict:
+    """The training job submitted through the test profile and cancelled (scancel) once its
+    first checkpoint is written, then the whole workflow run to the end. Shared by the
+    preemption and the whole-workflow tests (one training instead of two)."""
+    wd = prepare(
+        prepared, tmp_path_factory.mktemp("preempted") / "wf", epochs=1, batch_size=1, save_steps=2
+    )
+    # first the training alone (nothing else competes for the CPUs until its checkpoint)
+    proc = start_snakemake(cluster, wd, "results/train/demo/adapter")
+    run = wd / "results/train/demo/run"
+    try:
+        ckpt = wait_for(
+            lambda: next(iter(sorted(run.glob("checkpoint-*/trainer_state.json"))), None),
+            240,
+            "first checkpoint",
+            proc,
+        )
+        (job_id,) = slurm_job_ids(wd, "train_adapter")
+        cluster.run("scancel", job_id, timeout=10)
+    finally:
+        interrupt(proc)
+    wait_for(lambda: job_info(cluster, job_id)["JobState"] == "CANCELLED", 30, "cancel")
+    first = {
+        "job_id": job_id,
+        "checkpoint": ckpt.parent.name,
+        "checkpoint_state": json.loads(ckpt.read_text()),
+        "saved": sorted(int(p.name.split("-")[1]) for p in run.glob("checkpoint-*")),
+        "adapter_after_cancel": (wd / "results/train/demo/adapter").exists(),
+    }
+    out = run_snakemake(cluster, wd, timeout=360)
+    return {"wd": wd, "first": first, "out": out}
+
+
+def test_cancelled_training_resumes_from_checkpoint(preempted):
+    wd, first = preempted["wd"], preempted["first"]
+    assert not first["adapter_after_cancel"]
+    assert first["saved"], "the cancelled run left no checkpoint"
+    # the checkpoint's own trainer state is at its step
+    assert first["checkpoint_state"]["global_step"] == int(first["checkpoint"].split("-")[1])
+    log = (wd / "logs/train_adapter/demo.log").read_text()
+    m = re.search(r"resuming from \S*checkpoint-(\d+)", log)
+    assert m, log[-3000:]
+    resumed_at = int(m.group(1))
+    assert resumed_at >= 2 and resumed_at in first["saved"]
+    assert f"--resume_from_checkpoint results/train/demo/run/checkpoint-{resumed_at}" in log
+    steps = [(int(a), int(b)) for a, b in STEP_RE.findall(log)]
+    assert steps, log[-3000:]
+    max_steps = steps[0][1]
+    # the step counter continues after the checkpoint instead of starting at 1
+    assert steps[0][0] == resumed_at + 1, steps[:3]
+    assert steps[-1][0] == max_steps and max_steps > resumed_at
+    target = wd / "results/train/demo/adapter"
+    assert (target / "model.safetensors").is_file()
+    assert json.loads((target / "trainer_state.json").read_text())["global_step"] == max_steps
+    # a second SLURM job did it
+    ids = slurm_job_ids(wd, "train_adapter")
+    assert len(ids) == 2 and ids[0] == first["job_id"]
+
+
 # --------------------------------------------------------------------------- whole workflow
-def test_workflow_runs_gpu_rules_as_slurm_jobs(cluster, prepared, tmp_path):
-    wd = prepare(prepared, tmp_path / "wf")
-    out = run_snakemake(cluster, wd, timeout=300)
+def test_workflow_runs_gpu_rules_as_slurm_jobs(cluster, preempted):
+    wd, out = preempted["wd"], preempted["out"]
     assert "sbatch" in out.lower() or "submitted" in out.lower(), out[-3000:]
     metrics = json.loads((wd / "results/metrics/demo/test.json").read_text())
     assert metrics["n_images"] == len(load_jsonl(wd / "results/swift/test.jsonl")) > 0
+    assert "Nothing to be done" in run_snakemake(cluster, wd, "-n", timeout=60)
+    # completed jobs: train (after the cancelled one), merge, predict for demo and base
     counts = {"train_adapter": 1, "merge_adapter": 1, "predict_split": 2}
     for rule, n in counts.items():
-        ids = slurm_job_ids(wd, rule)
-        assert len(ids) == n, (rule, ids)
-        for job_id in ids:
-            info = job_info(cluster, job_id)
-            assert info["JobState"] == "COMPLETED", (rule, info)
+        infos = [job_info(cluster, job_id) for job_id in slurm_job_ids(wd, rule)]
+        done = [i for i in infos if i["JobState"] == "COMPLETED"]
+        assert len(done) == n, (rule, [i["JobState"] for i in infos])
+        assert all(i["JobState"] in ("COMPLETED", "CANCELLED") for i in infos)
+        for info in done:
             assert info["Partition"] == "gpu"
             assert info["TresPerJob"] == "gres:gpu:1", info
             assert info["NumNodes"] == "1" and info["MinMemoryNode"] == "1000M"
             assert info["TimeLimit"] == "00:30:00"
             assert f"rule_{rule}" in info["Comment"]
-            script = batch_script(cluster, job_id)
+            script = batch_script(cluster, info["JobId"])
             assert "snakemake" in script and rule in script
     # light rules never went to SLURM
     for rule in ("validate_annotations", "convert_annotations", "score_detections"):
@@ -198,51 +272,6 @@ def test_workflow_runs_gpu_rules_as_slurm_jobs(cluster, prepared, tmp_path):
     # the train job saw its GPU through SLURM and logged how it launched
     log = (wd / "logs/train_adapter/demo.log").read_text()
     assert "launch: nodes=1 gpus_per_node=1 world_size=1 deepspeed=none attention=sdpa" in log
-
-
-# --------------------------------------------------------------------------- preemption
-STEP_RE = re.compile(r"'global_step/max_steps': '(\d+)/(\d+)'")
-
-
-def test_cancelled_training_resumes_from_checkpoint(cluster, prepared, tmp_path):
-    wd = prepare(prepared, tmp_path / "wf", epochs=2, batch_size=1, save_steps=3)
-    target = "results/train/demo/adapter"
-    proc = start_snakemake(cluster, wd, target)
-    run = wd / "results/train/demo/run"
-    ckpt = wait_for(
-        lambda: next(iter(sorted(run.glob("checkpoint-*/trainer_state.json"))), None),
-        240,
-        "first checkpoint",
-        proc,
-    )
-    (job_id,) = slurm_job_ids(wd, "train_adapter")
-    cluster.run("scancel", job_id, timeout=10)
-    rc, out = finish(proc, 120)
-    assert rc != 0, "snakemake should fail when its training job is cancelled"
-    assert not (wd / target).exists()
-    wait_for(lambda: job_info(cluster, job_id)["JobState"] == "CANCELLED", 30, "cancel")
-    saved = sorted(int(p.name.split("-")[1]) for p in run.glob("checkpoint-*"))
-    assert saved, "the checkpoint was removed"
-    # the checkpoint's own trainer state is at its step
-    assert json.loads(ckpt.read_text())["global_step"] == int(ckpt.parent.name.split("-")[1])
-
-    run_snakemake(cluster, wd, target, timeout=300)
-    log = (wd / "logs/train_adapter/demo.log").read_text()
-    m = re.search(r"resuming from \S*checkpoint-(\d+)", log)
-    assert m, log[-3000:]
-    resumed_at = int(m.group(1))
-    assert resumed_at >= 3 and resumed_at in saved
-    steps = [(int(a), int(b)) for a, b in STEP_RE.findall(log)]
-    assert steps, log[-3000:]
-    max_steps = steps[0][1]
-    # the step counter continues after the checkpoint instead of starting at 1
-    assert steps[0][0] == resumed_at + 1, steps[:3]
-    assert steps[-1][0] == max_steps and max_steps > resumed_at
-    assert (wd / target / "model.safetensors").is_file()
-    state = json.loads((wd / target / "trainer_state.json").read_text())
-    assert state["global_step"] == max_steps
-    # a second job ran it
-    assert len(slurm_job_ids(wd, "train_adapter")) == 2
 
 
 # --------------------------------------------------------------------------- GPUs and nodes
@@ -264,11 +293,7 @@ def _submit_and_inspect(cluster, wd: Path) -> tuple[dict, str, str]:
         info, script = job_info(cluster, job_id), batch_script(cluster, job_id)
         cluster.run("scancel", job_id, timeout=10)
     finally:
-        if proc.poll() is None:
-            try:
-                finish(proc, 60)
-            except AssertionError:
-                pass
+        interrupt(proc)
     return info, script, line
 
 
