@@ -4,7 +4,7 @@
 #   validated/<dataset>/{records,rejects}.jsonl, summary.json   checked records, rejects with reasons
 #   splits/{train,val,test}.jsonl, <split>.coco.json, rejects.jsonl, summary.json
 #   swift/{train,val,test}.jsonl, <split>.manifest.jsonl        ms-swift data, image sizes
-#   train/<experiment>/{adapter/,logging.jsonl,tensorboard/}    trained weights, loss curve
+#   train/<experiment>/{adapter/,logging.jsonl,telemetry.jsonl,tensorboard/}  weights, curves
 #   merged/<experiment>/                                        model ready for inference
 #   predictions/<experiment|base>/test.jsonl                    swift infer results
 #   metrics/<experiment|base>/test.json, test.details.jsonl     COCO metrics, parsed answers

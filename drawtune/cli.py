@@ -95,6 +95,117 @@ def cmd_score(a) -> int:
     return 0
 
 
+def cmd_serve(a) -> int:
+    import os
+    import signal
+    import subprocess
+
+    from .serve import ServeError, deploy_command, load_config, resolve, serve_env
+    from .smk import detect_device
+
+    a.device = detect_device() if a.device == "auto" else a.device
+    try:
+        cfg = load_config(a.config)
+        target = resolve(cfg, a.experiment, lora=a.lora)
+    except ServeError as e:
+        print(f"drawtune serve: {e}", file=sys.stderr)
+        return 2
+    cmd = deploy_command(
+        family=cfg["model"]["family"],
+        target=target,
+        host=a.host,
+        port=a.port,
+        max_new_tokens=cfg["predict"]["max_new_tokens"],
+        device=a.device,
+    )
+    print(f"serving {', '.join(target.names)} at http://{a.host}:{a.port}/v1", flush=True)
+    print(" ".join(cmd), flush=True)
+    proc = subprocess.Popen(cmd, env=serve_env(cfg, target.model, a.device))
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        return proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+
+
+def cmd_predict(a) -> int:
+    from .serve import ServeError, base_model, describe, load_config, predict_images, resolve
+    from .smk import detect_device
+
+    a.device = detect_device() if a.device == "auto" else a.device
+    try:
+        cfg = load_config(a.config)
+        model = a.model or (
+            base_model(cfg) if a.experiment == "base" else resolve(cfg, [a.experiment]).model
+        )
+        rows = predict_images(cfg, model, a.images, a.out, device=a.device)
+    except ServeError as e:
+        print(f"drawtune predict: {e}", file=sys.stderr)
+        return 2
+    print(describe(rows))
+    print(f"pictures with the boxes drawn: {a.out}", file=sys.stderr)
+    return 0
+
+
+def _profile_machine(profile: str | None) -> dict:
+    """GPU kind, count and hourly price of the train rule's machine in a profile."""
+    import yaml
+
+    if not profile:
+        return {}
+    prof = Path(profile)
+    vertex = prof / "vertex.yaml"
+    if vertex.is_file():
+        m = (yaml.safe_load(vertex.read_text()).get("machines") or {}).get("train_adapter", {})
+        n = int(m.get("accelerator_count", 1)) * int(m.get("replica_count", 1))
+        return {"gpu": m.get("accelerator_type"), "gpus": n, "usd": m.get("usd_per_hour")}
+    cfg = yaml.safe_load((prof / "config.yaml").read_text()) or {}
+    r = (cfg.get("set-resources") or {}).get("train_adapter", {})
+    n = int(r.get("gpu", 1)) * int(r.get("nodes", 1))
+    return {"gpu": r.get("gpu_model"), "gpus": n, "usd": r.get("usd_per_hour")}
+
+
+def cmd_estimate(a) -> int:
+    from .estimate import EstimateError, as_json, estimate, model_parameters, table, training_tokens
+    from .serve import ServeError, base_model, load_config
+
+    try:
+        cfg = load_config(a.config)
+        train = Path(a.data) / "train.jsonl"
+        manifest = Path(a.data) / "train.manifest.jsonl"
+        if not (train.is_file() and manifest.is_file()):
+            raise EstimateError(f"{train} is missing: run `snakemake {train}` first (CPU only)")
+        family = cfg["model"]["family"]
+        samples, epoch_tokens = training_tokens(train, manifest, family)
+        params = int(a.params_b * 1e9) if a.params_b else model_parameters(base_model(cfg))
+        machine = _profile_machine(a.profile)
+        gpu = a.gpu or machine.get("gpu") or "H100"
+        gpus = a.gpus or machine.get("gpus") or 1
+        usd = a.usd_per_hour if a.usd_per_hour is not None else machine.get("usd")
+        rows = [
+            estimate(
+                experiment=name,
+                samples=samples,
+                epoch_tokens=epoch_tokens,
+                epochs=exp["epochs"],
+                params=params,
+                tuner=exp["tuner"],
+                gpu=gpu,
+                gpus=gpus,
+                usd_per_hour=usd,
+            )
+            for name, exp in sorted(cfg["experiments"].items())
+        ]
+    except (EstimateError, ServeError, OSError) as e:
+        print(f"drawtune estimate: {e}", file=sys.stderr)
+        return 2
+    print(as_json(rows) if a.json else table(rows))
+    return 0
+
+
 def _resize_flags(p) -> None:
     p.add_argument("--min-pixels", type=int, default=DEFAULT_MIN_PIXELS)
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
@@ -150,6 +261,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     _resize_flags(p)
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser(
+        "serve", help="OpenAI-compatible server (swift deploy) for trained experiments"
+    )
+    p.add_argument("--experiment", action="append", required=True, help="repeat with --lora")
+    p.add_argument("--lora", action="store_true", help="base model + one adapter per experiment")
+    p.add_argument("--config", default="config/config.yaml")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("predict", help="boxes for a few drawings, drawn over copies of them")
+    p.add_argument("images", nargs="+", help="PNG/JPEG/TIFF/PDF (page: file.pdf#2)")
+    p.add_argument("--experiment", default="base", help="an experiment's merged model, or base")
+    p.add_argument("--model", help="a model directory instead of an experiment's")
+    p.add_argument("--config", default="config/config.yaml")
+    p.add_argument("--out", default="results/adhoc")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("estimate", help="training tokens, GPU hours and cost per experiment")
+    p.add_argument("--config", default="config/config.yaml")
+    p.add_argument("--data", default="results/swift", help="folder of train.jsonl + manifest")
+    p.add_argument("--profile", help="profiles/vertex or profiles/slurm: GPU, count, price")
+    p.add_argument("--gpu", help="GPU kind (H100, A100, L4, ...); default from the profile")
+    p.add_argument("--gpus", type=int, help="GPUs of the training job; default from profile")
+    p.add_argument("--usd-per-hour", type=float, help="machine price; default from profile")
+    p.add_argument("--params-b", type=float, help="model size in billions (default: counted)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_estimate)
     return ap
 
 

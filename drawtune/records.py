@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,6 +132,12 @@ def image_facts(ref: str, src: str, rec: str, fld: str, rules: Rules) -> ImageFa
         raise Reject(src, rec, fld, str(e)) from None
 
 
+def _progress(msg: str) -> None:
+    """Progress of image decoding: into the log and, for the terminal, onto stderr."""
+    log.info(msg)
+    print(f"validate: {msg}", file=sys.stderr, flush=True)
+
+
 def prefetch_images(root: Path, names, rules: Rules) -> None:
     """Decode the images of a file in parallel before the reader walks it in order."""
     refs = []
@@ -144,7 +151,7 @@ def prefetch_images(root: Path, names, rules: Rules) -> None:
     prefetch(
         refs,
         rules.workers,
-        progress=log.info,
+        progress=_progress,
         normalised_dir=rules.normalised_dir,
         dpi=rules.pdf_dpi,
         max_pixels=rules.max_image_pixels,

@@ -51,6 +51,41 @@ def loss_curve(logging_files: dict, out) -> None:
     plt.close(fig)
 
 
+TELEMETRY_PANELS = (
+    ("learning_rate", "learning rate"),
+    ("grad_norm", "grad norm"),
+    ("tokens_per_s", "tokens/s"),
+    ("mfu", "MFU"),
+    ("peak_memory_gib", "peak GPU memory (GiB)"),
+    ("samples_per_s", "samples/s"),
+)
+
+
+def telemetry_chart(telemetry_files: dict, out) -> None:
+    """Learning rate, grad norm, throughput, MFU and peak memory against step, per experiment
+    (a panel without data, e.g. memory on CPU, says so)."""
+    fig, axes = plt.subplots(2, 3, figsize=(11, 5.5), dpi=100)
+    runs = {name: load_jsonl(path) for name, path in sorted(telemetry_files.items())}
+    for ax, (key, title) in zip(axes.flat, TELEMETRY_PANELS, strict=True):
+        drawn = False
+        for name, rows in runs.items():
+            pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+            if pts:
+                ax.plot([s for s, _ in pts], [v for _, v in pts], ".-", label=name)
+                drawn = True
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        if not drawn:
+            ax.text(0.5, 0.5, "not measured here", ha="center", va="center", transform=ax.transAxes)
+        elif len(runs) > 1:
+            ax.legend(fontsize=7)
+    for ax in axes[1]:
+        ax.set_xlabel("optimizer step")
+    fig.tight_layout()
+    fig.savefig(out, metadata={"Software": None})
+    plt.close(fig)
+
+
 def per_class_chart(metrics: dict, out) -> None:
     names = sorted(metrics)
     classes = sorted(next(iter(metrics.values()))["per_class"]) if metrics else []
@@ -68,7 +103,21 @@ def per_class_chart(metrics: dict, out) -> None:
     plt.close(fig)
 
 
-def metrics_table(metrics: dict, out, note: str = "") -> None:
+def training_cost(telemetry_file) -> tuple[float | None, float | None]:
+    """(training seconds, GPU hours) of one experiment from its telemetry; GPU hours are None
+    when it trained on CPU."""
+    rows = load_jsonl(telemetry_file) if telemetry_file else []
+    if not rows:
+        return None, None
+    last = rows[-1]
+    secs = last.get("elapsed_s")
+    if secs is None or last.get("device", "cpu") == "cpu":
+        return secs, None
+    return secs, secs * last.get("gpus", 1) / 3600
+
+
+def metrics_table(metrics: dict, out, note: str = "", telemetry: dict | None = None) -> None:
+    """The leaderboard: one row per model, best mAP first, with training time and GPU hours."""
     cols = (
         "map",
         "map50",
@@ -79,13 +128,24 @@ def metrics_table(metrics: dict, out, note: str = "") -> None:
         "n_images",
         "n_unparseable",
     )
+    telemetry = telemetry or {}
     rows = []
-    for name in sorted(metrics, key=lambda n: (n != "base", n)):
+    order = sorted(metrics, key=lambda n: (-metrics[n]["map"], -metrics[n]["map50"], n))
+    for rank, name in enumerate(order, 1):
         m = metrics[name]
         rate = m["n_unparseable"] / m["n_images"] if m["n_images"] else 0.0
         cells = "".join(f"<td>{m[c]}</td>" for c in cols)
-        rows.append(f"<tr><th>{html.escape(name)}</th>{cells}<td>{rate:.1%}</td></tr>")
-    head = "".join(f"<th>{c}</th>" for c in ("model", *cols, "unparseable rate"))
+        secs, gpu_h = training_cost(telemetry.get(name))
+        t = "untrained" if name == "base" else ("-" if secs is None else f"{secs / 60:.1f} min")
+        g = "-" if gpu_h is None else f"{gpu_h:.3f}"
+        rows.append(
+            f"<tr><td>{rank}</td><th>{html.escape(name)}</th>{cells}<td>{rate:.1%}</td>"
+            f"<td>{t}</td><td>{g}</td></tr>"
+        )
+    head = "".join(
+        f"<th>{c}</th>"
+        for c in ("#", "model", *cols, "unparseable rate", "training time", "GPU hours")
+    )
     body = (
         f"<p>{html.escape(note)}</p>" if note else ""
     ) + f"<table border='1' cellpadding='4'><tr>{head}</tr>{''.join(rows)}</table>"

@@ -15,6 +15,7 @@ from .convert import dump_jsonl, load_jsonl, manifest_row, swift_row, truth_coco
 from .coords import ResizeSpec, from_model, model_frame
 from .metrics import coco_metrics
 from .parse import parse_answer
+from .progress import Relay
 from .records import InputError, Rules
 from .split import SPLITS, split_records
 
@@ -143,18 +144,26 @@ def _executable(name: str) -> str:
     raise StageError(f"{name!r} is not installed: run `make install` or put it on PATH")
 
 
-def run_logged(cmd: list[str], env: dict, log_path, environ=None) -> None:
+def run_logged(cmd: list[str], env: dict, log_path, label: str | None = None, environ=None) -> None:
     """Run ``cmd`` with ``env`` on top of ``environ`` (default: this process's environment),
-    appending its output to ``log_path``; fail with the log's tail."""
+    appending its output to ``log_path`` and relaying its progress bars to stderr
+    (drawtune.progress); fail with the log's tail."""
+    label = label or " ".join(cmd[:2])
     cmd = [_executable(cmd[0]), *cmd[1:]]
     if "--attn_impl" in cmd:
         log.info("attention implementation: %s", cmd[cmd.index("--attn_impl") + 1])
     log.info("running: %s", " ".join(cmd))
     log.info("environment: %s", " ".join(f"{k}={v}" for k, v in sorted(env.items())))
-    with open(log_path, "a") as f:
-        f.flush()
-        child = swift_cmd.child_env(env) if environ is None else {**environ, **env}
-        proc = subprocess.run(cmd, env=child, stdout=f, stderr=subprocess.STDOUT)
+    relay = Relay(label)
+    child = swift_cmd.child_env(env) if environ is None else {**environ, **env}
+    with open(log_path, "ab") as f:
+        proc = subprocess.Popen(cmd, env=child, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            f.write(chunk)
+            f.flush()
+            relay.feed(chunk.decode(errors="replace"))
+        proc.wait()
+        relay.close()
     if proc.returncode != 0:
         tail = Path(log_path).read_text(errors="replace").splitlines()[-15:]
         raise StageError(
@@ -195,6 +204,8 @@ def train(
     log_path,
     device="cpu",
     environ=None,
+    manifest_jsonl=None,
+    telemetry_out=None,
 ) -> None:
     """``swift sft`` for one experiment, on every GPU and node of the job (``environ``: the
     job's environment, default ``os.environ``), resumed from the last complete checkpoint of an
@@ -244,7 +255,13 @@ def train(
         cmd = cmd + swift_cmd.resume_args(str(ckpt))
     # several nodes: srun from this job step, with the step's SLURM variables dropped
     srun_env = launch.srun_environ(environ) if topo.nnodes > 1 else None
-    run_logged(launch.node_command(cmd, topo), env, log_path, environ=srun_env)
+    run_logged(
+        launch.node_command(cmd, topo),
+        env,
+        log_path,
+        label=f"swift sft {run_dir.parent.name}",
+        environ=srun_env,
+    )
     ckpt = _last_checkpoint(run_dir)
     adapter_out = Path(adapter_out)
     if adapter_out.exists():
@@ -256,6 +273,47 @@ def train(
         shutil.rmtree(tb)
     src = run_dir / "runs"
     shutil.copytree(src, tb) if src.is_dir() else tb.mkdir(parents=True)
+    if telemetry_out:
+        write_telemetry(
+            logging_out, train_jsonl, manifest_jsonl, family, base, train_cfg, device,
+            telemetry_out, log_path,
+        )  # fmt: skip
+
+
+def write_telemetry(
+    logging_jsonl, train_jsonl, manifest_jsonl, family, base, train_cfg, device, out, log_path
+) -> list[dict]:
+    """Per-step telemetry (drawtune.telemetry) as JSONL, and as a table appended to the log."""
+    from . import estimate, telemetry
+
+    samples, epoch_tokens = estimate.training_tokens(train_jsonl, manifest_jsonl, family)
+    try:
+        params = estimate.model_parameters(str(base))
+    except estimate.EstimateError:
+        params = 0  # a hub id without a size in its name: no MFU
+    name = None
+    if device != "cpu":
+        import torch
+
+        name = torch.cuda.get_device_name(0)
+    gpus = int(os.environ.get("NPROC_PER_NODE", "1")) * int(os.environ.get("NNODES", "1"))
+    t = train_cfg
+    rows = telemetry.steps(
+        load_jsonl(logging_jsonl),
+        samples_per_step=t["batch_size"] * t["grad_accum"] * gpus,
+        tokens_per_sample=epoch_tokens / max(samples, 1),
+        params=params,
+        tuner=t["tuner"],
+        peak=telemetry.peak_tflops(name) if params else None,
+        gpus=gpus,
+        device=name or "cpu",
+    )
+    dump_jsonl(rows, out)
+    with open(log_path, "a") as fh:
+        fh.write(f"\ntelemetry ({name or 'cpu'}, {gpus} GPU(s), {params:,} parameters, ")
+        fh.write(f"{epoch_tokens / max(samples, 1):.0f} tokens a sample)\n")
+        fh.write(telemetry.table(rows) + "\n")
+    return rows
 
 
 def merge(*, family, base, adapter, tuner, spec: ResizeSpec, merged_out, log_path, device="cpu"):
@@ -301,6 +359,7 @@ def predict(
         cmd,
         swift_cmd.swift_env(family, spec.min_pixels, spec.max_pixels, str(model), device),
         log_path,
+        label=f"swift infer {result_out.parent.name}/{result_out.stem}",
     )
     n_in, n_out = len(load_jsonl(dataset)), len(load_jsonl(result_out))
     if n_in != n_out:

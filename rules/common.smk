@@ -4,7 +4,7 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 from drawtune.config import fill_defaults, load_schema
-from drawtune.formats import dataset_files
+from drawtune.formats import dataset_stamp
 from drawtune.split import SPLITS
 
 min_version("9.0")
@@ -37,16 +37,24 @@ def annotations_file(wildcards):
 
 
 def dataset_inputs(wildcards):
-    """Annotations plus every image file of a real dataset (an edited image reruns validation;
-    its unchanged neighbours come from the image cache)."""
+    """The annotations, and for a synthetic dataset its generated images."""
     ds = dataset_cfg(wildcards.dataset)
     if "synthetic" in ds:
         return {
+            "annotations": annotations_file(wildcards),
             "images": rules.synth_drawings.output.images.format(
                 dataset=wildcards.dataset
-            )
+            ),
         }
-    return {"files": dataset_files(ds)}
+    return {"annotations": annotations_file(wildcards)}
+
+
+def dataset_files_stamp(wildcards):
+    """Name, size and mtime of every file of a real dataset: an image added or edited in place
+    reruns validation, which decodes only that image (the others come from the image cache).
+    """
+    ds = dataset_cfg(wildcards.dataset)
+    return "" if "synthetic" in ds else dataset_stamp(ds)
 
 
 def dataset_params(wildcards):

@@ -15,7 +15,6 @@ rule synth_drawings:
 rule validate_annotations:
     input:
         unpack(dataset_inputs),
-        annotations=annotations_file,
     output:
         records="results/validated/{dataset}/records.jsonl",
         rejects="results/validated/{dataset}/rejects.jsonl",
@@ -29,6 +28,7 @@ rule validate_annotations:
     threads: 4
     params:
         dataset=dataset_params,
+        files=dataset_files_stamp,
         classes=config["classes"],
         validation=config["validation"],
         resize=resize_params(),

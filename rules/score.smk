@@ -28,6 +28,7 @@ rule report_assets:
         metrics=expand(rules.score_detections.output.metrics, model=MODELS),
         details=expand(rules.score_detections.output.details, model=MODELS),
         logging=expand(rules.train_adapter.output.logging, experiment=EXPERIMENTS),
+        telemetry=expand(rules.train_adapter.output.telemetry, experiment=EXPERIMENTS),
         truth="results/splits/test.coco.json",
         summaries=expand(
             rules.validate_annotations.output.summary,
@@ -47,6 +48,12 @@ rule report_assets:
             caption="../report/loss.rst",
             category="Training",
             labels={"file": "loss curve"},
+        ),
+        telemetry=report(
+            "results/report/telemetry.png",
+            caption="../report/telemetry.rst",
+            category="Training",
+            labels={"file": "telemetry"},
         ),
         per_class=report(
             "results/report/per_class_ap50.png",

@@ -3,9 +3,11 @@ rule train_adapter:
         model=base_model_input,
         train="results/swift/train.jsonl",
         val="results/swift/val.jsonl",
+        manifest="results/swift/train.manifest.jsonl",
     output:
         adapter=directory("results/train/{experiment}/adapter"),
         logging="results/train/{experiment}/logging.jsonl",
+        telemetry="results/train/{experiment}/telemetry.jsonl",
         tensorboard=directory("results/train/{experiment}/tensorboard"),
     log:
         "logs/train_adapter/{experiment}.log",

@@ -11,9 +11,11 @@ if __name__ == "__main__":
     setup(snakemake)
     p, inp, out = snakemake.params, snakemake.input, snakemake.output
     metrics = {m: json.load(open(f)) for m, f in zip(p.models, inp.metrics, strict=True)}
-    report.metrics_table(metrics, out.table, note=p.note)
+    telemetry = dict(zip(p.experiments, inp.telemetry, strict=True))
+    report.metrics_table(metrics, out.table, note=p.note, telemetry=telemetry)
     report.loss_curve(dict(zip(p.experiments, inp.logging, strict=True)), out.loss)
     report.per_class_chart(metrics, out.per_class)
+    report.telemetry_chart(telemetry, out.telemetry)
     tmp = Path(out.overlays)
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -19,4 +19,6 @@ if __name__ == "__main__":
         tensorboard_out=out.tensorboard,
         log_path=snakemake.log[0],
         device=detect_device(),
+        manifest_jsonl=snakemake.input.manifest,
+        telemetry_out=out.telemetry,
     )

@@ -51,6 +51,13 @@ def test_whole_run_outputs(finished_workflow):
     assert (wd / "results/merged/demo/config.json").is_file()
     losses = [r["loss"] for r in load_jsonl(wd / "results/train/demo/logging.jsonl") if "loss" in r]
     assert losses
+    # telemetry per logging step: rates on CPU, no MFU/memory without a GPU; table in the log
+    tele = load_jsonl(wd / "results/train/demo/telemetry.jsonl")
+    assert [t["loss"] for t in tele] == losses
+    assert all(t["tokens_per_s"] > 0 and t["samples_per_s"] > 0 for t in tele)
+    assert all(t["mfu"] is None for t in tele)
+    assert "tok/s" in (wd / "logs/train_adapter/demo.log").read_text()
+    assert list((wd / "results/train/demo/tensorboard").rglob("events.out.tfevents*"))
     # nothing lost: every record read is in a split or a rejects file
     summary = json.loads((wd / "results/validated/drawings/summary.json").read_text())
     assert summary == {"dataset": "drawings", "read": 21, "converted": 20, "rejected": 1}
@@ -74,6 +81,8 @@ def test_report_builds(finished_workflow):
     assert {p.split("__")[0] for p in pictures} == {"base", "demo"}
     table = (wd / "results/report/metrics.html").read_text()
     assert "<th>base</th>" in table and "<th>demo</th>" in table and "randomly initialised" in table
+    assert "<th>training time</th>" in table and " min</td>" in table
+    assert (wd / "results/report/telemetry.png").stat().st_size > 10_000
     prov = (wd / "results/report/provenance.html").read_text()
     assert "<tr><td>drawings</td><td>21</td><td>20</td><td>1</td></tr>" in prov
 

@@ -1,0 +1,254 @@
+"""Serving a trained experiment and asking it about a few drawings.
+
+``drawtune serve`` starts ms-swift's OpenAI-compatible server (``swift deploy``) either for one
+experiment's merged model or, with ``--lora``, for the base model with several LoRA adapters
+(one served model name per experiment). It uses the same family, image-size bounds and
+coordinate convention as training, so a client gets the boxes the score rule would see.
+
+``drawtune predict IMAGE...`` answers for a few drawings without a server: it writes them as a
+one-off ms-swift JSONL, runs the same ``swift infer`` command as the predict rule, maps the
+answers back to the drawings' pixels and draws the boxes over copies of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import mimetypes
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+import yaml
+from PIL import Image, ImageDraw
+
+from . import swift_cmd
+from .config import fill_defaults, load_schema
+from .convert import dump_jsonl, load_jsonl
+from .coords import ResizeSpec, from_model
+from .images import ImageProblem, inspect
+from .parse import parse_answer
+
+
+class ServeError(Exception):
+    """A problem the user can fix (unknown experiment, missing model, unreadable image)."""
+
+
+def load_config(path) -> dict:
+    """The workflow's config file, validated against config/schema.yaml, defaults filled."""
+    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    schema = load_schema()
+    try:
+        jsonschema.validate(cfg, schema)
+    except jsonschema.ValidationError as e:
+        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise ServeError(f"{path}: {where}: {e.message}") from None
+    return fill_defaults(cfg, schema)
+
+
+def base_model(cfg: dict) -> str:
+    """The base model as the workflow resolves it (``tiny`` is the locally built model)."""
+    base = cfg["model"]["base"]
+    return f"resources/models/tiny-{cfg['model']['family']}" if base == "tiny" else base
+
+
+@dataclass
+class Target:
+    """What to serve: a model directory or hub id, plus named adapters on it."""
+
+    model: str
+    adapters: dict[str, str]
+    names: list[str]  # the model names a client asks for
+
+
+def resolve(cfg: dict, experiments: list[str], lora: bool = False, root=".") -> Target:
+    """Where each experiment's trained weights are, as the workflow writes them."""
+    root = Path(root)
+    known = sorted(cfg["experiments"])
+    for e in experiments:
+        if e != "base" and e not in known:
+            raise ServeError(f"unknown experiment {e!r}; config has {', '.join(known)} and base")
+    if not experiments:
+        raise ServeError("name at least one experiment")
+    if not lora:
+        if len(experiments) != 1:
+            raise ServeError("several experiments at once need --lora (adapters on one base)")
+        (e,) = experiments
+        if e == "base":
+            return Target(base_model(cfg), {}, [e])
+        merged = root / "results/merged" / e
+        if not (merged / "config.json").is_file():
+            raise ServeError(f"{merged} is missing: run `snakemake {merged}` first")
+        return Target(str(merged), {}, [e])
+    adapters = {}
+    for e in experiments:
+        tuner = cfg["experiments"].get(e, {}).get("tuner")
+        if tuner not in ("lora", "qlora"):
+            raise ServeError(f"experiment {e!r} has tuner {tuner!r}; --lora serves LoRA adapters")
+        path = root / "results/train" / e / "adapter"
+        if not (path / "adapter_config.json").is_file():
+            raise ServeError(f"{path} is missing: run `snakemake {path}` first")
+        adapters[e] = str(path)
+    return Target(base_model(cfg), adapters, list(experiments))
+
+
+def deploy_command(
+    *,
+    family: str,
+    target: Target,
+    host: str,
+    port: int,
+    max_new_tokens: int,
+    device: str = "cpu",
+) -> list[str]:
+    """``swift deploy`` for a target; the served name of a merged model is its experiment."""
+    cmd = ["swift", "deploy", *swift_cmd._model_args(family, target.model, device)]
+    cmd += ["--infer_backend", "transformers", "--host", host, "--port", str(port)]
+    cmd += ["--max_new_tokens", str(max_new_tokens), "--temperature", "0"]
+    if target.adapters:
+        cmd += ["--adapters", *(f"{k}={v}" for k, v in sorted(target.adapters.items()))]
+    else:
+        cmd += ["--served_model_name", target.names[0]]
+    cmd += ["--verbose", "false", "--log_interval", "-1"]
+    return cmd
+
+
+def spec_of(cfg: dict) -> ResizeSpec:
+    m = cfg["model"]
+    return ResizeSpec(min_pixels=m["min_pixels"], max_pixels=m["max_pixels"])
+
+
+def serve_env(cfg: dict, model: str, device: str = "cpu") -> dict:
+    m = cfg["model"]
+    env = swift_cmd.swift_env(m["family"], m["min_pixels"], m["max_pixels"], model, device)
+    return swift_cmd.child_env(env)
+
+
+# --------------------------------------------------------------------------- answers
+def pixel_boxes(text: str | None, family: str, width: int, height: int, spec: ResizeSpec):
+    """Parse one answer and map its boxes to the drawing's pixels: (parsed, boxes)."""
+    parsed = parse_answer(text)
+    boxes = []
+    for label, box in parsed.boxes:
+        px = from_model(box, family, width, height, spec)
+        if px[2] - px[0] > 0 and px[3] - px[1] > 0:
+            boxes.append({"label": label, "bbox": [round(v, 2) for v in px]})
+    return parsed, boxes
+
+
+def image_message(path, prompt: str) -> list[dict]:
+    """An OpenAI chat message with the drawing inline as a data URL."""
+    mime = mimetypes.guess_type(str(path))[0] or "image/png"
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}},
+                {"type": "text", "text": prompt},
+            ],
+        }
+    ]
+
+
+def ask(client, model: str, image, cfg: dict, max_tokens: int | None = None) -> dict:
+    """Boxes for one drawing from a running server, through an ``openai.OpenAI`` client."""
+    facts = _facts(image)
+    reply = client.chat.completions.create(
+        model=model,
+        messages=image_message(facts.path, cfg["prompt"]),
+        max_tokens=max_tokens or cfg["predict"]["max_new_tokens"],
+        temperature=0,
+    )
+    text = reply.choices[0].message.content
+    parsed, boxes = pixel_boxes(
+        text, cfg["model"]["family"], facts.width, facts.height, spec_of(cfg)
+    )
+    return {"image": str(image), "parsed": parsed.ok, "boxes": boxes, "response": text}
+
+
+def draw(image, boxes: list[dict], out) -> None:
+    """A copy of the drawing with the predicted boxes and labels in red."""
+    im = Image.open(image).convert("RGB")
+    d = ImageDraw.Draw(im)
+    for b in boxes:
+        x1, y1, x2, y2 = b["bbox"]
+        d.rectangle([x1, y1, x2, y2], outline=(220, 0, 0), width=2)
+        d.text((x1 + 2, max(0, y2 - 12)), b["label"], fill=(220, 0, 0))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    im.save(out)
+
+
+def _facts(image, normalised_dir=None):
+    try:
+        return inspect(str(image), Path(normalised_dir) if normalised_dir else None)
+    except ImageProblem as e:
+        raise ServeError(f"{image}: {e}") from None
+
+
+def predict_images(
+    cfg: dict, model: str, images: list, out_dir, log_path=None, device: str = "cpu"
+) -> list[dict]:
+    """Answers for a few drawings with ``swift infer``; writes ``<stem>.png`` overlays and
+    ``predictions.jsonl`` under ``out_dir`` and returns one row per drawing."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    family, spec = cfg["model"]["family"], spec_of(cfg)
+    facts = [_facts(i, out_dir / "pages") for i in images]
+    with tempfile.TemporaryDirectory(prefix="drawtune-predict-") as tmp:
+        data = Path(tmp) / "in.jsonl"
+        dump_jsonl(
+            (
+                {
+                    "messages": [{"role": "user", "content": "<image>" + cfg["prompt"]}],
+                    "images": [str(Path(f.path).resolve())],
+                }
+                for f in facts
+            ),
+            data,
+        )
+        result = Path(tmp) / "out.jsonl"
+        cmd = swift_cmd.infer_command(
+            family=family,
+            model=model,
+            dataset=str(data),
+            result_path=str(result),
+            batch_size=cfg["predict"]["batch_size"],
+            max_new_tokens=cfg["predict"]["max_new_tokens"],
+            device=device,
+        )
+        log = Path(log_path) if log_path else out_dir / "predict.log"
+        with log.open("w") as fh:
+            p = subprocess.run(
+                cmd, env=serve_env(cfg, model, device), stdout=fh, stderr=subprocess.STDOUT
+            )
+        if p.returncode:
+            tail = log.read_text().strip().splitlines()[-5:]
+            raise ServeError(f"swift infer failed (see {log}): " + " | ".join(tail))
+        rows = load_jsonl(result)
+    if len(rows) != len(facts):
+        raise ServeError(f"swift infer returned {len(rows)} answers for {len(facts)} drawings")
+    out = []
+    for image, f, row in zip(images, facts, rows, strict=True):
+        text = row.get("response")
+        parsed, boxes = pixel_boxes(text, family, f.width, f.height, spec)
+        name, _, page = str(image).partition("#")
+        picture = out_dir / f"{Path(name).stem}{'_p' + page if page else ''}.png"
+        draw(f.path, boxes, picture)
+        out.append(
+            {
+                "image": str(image),
+                "parsed": parsed.ok,
+                "boxes": boxes,
+                "overlay": str(picture),
+                "response": text,
+            }
+        )
+    dump_jsonl(out, out_dir / "predictions.jsonl")
+    return out
+
+
+def describe(rows: list[dict]) -> str:
+    return "\n".join(json.dumps({k: r[k] for k in ("image", "parsed", "boxes")}) for r in rows)
