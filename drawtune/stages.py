@@ -276,14 +276,25 @@ def train(
     if telemetry_out:
         write_telemetry(
             logging_out, train_jsonl, manifest_jsonl, family, base, train_cfg, device,
-            telemetry_out, log_path,
+            telemetry_out, log_path, gpus=topo.world_size,
         )  # fmt: skip
 
 
 def write_telemetry(
-    logging_jsonl, train_jsonl, manifest_jsonl, family, base, train_cfg, device, out, log_path
+    logging_jsonl,
+    train_jsonl,
+    manifest_jsonl,
+    family,
+    base,
+    train_cfg,
+    device,
+    out,
+    log_path,
+    gpus=None,
 ) -> list[dict]:
-    """Per-step telemetry (drawtune.telemetry) as JSONL, and as a table appended to the log."""
+    """Per-step telemetry (drawtune.telemetry) as JSONL, and as a table appended to the log.
+    ``gpus``: the training's processes (train passes its topology's world size; the launcher
+    variables are set for swift's process only, not for this one)."""
     from . import estimate, telemetry
 
     samples, epoch_tokens = estimate.training_tokens(train_jsonl, manifest_jsonl, family)
@@ -296,7 +307,8 @@ def write_telemetry(
         import torch
 
         name = torch.cuda.get_device_name(0)
-    gpus = int(os.environ.get("NPROC_PER_NODE", "1")) * int(os.environ.get("NNODES", "1"))
+    if gpus is None:
+        gpus = int(os.environ.get("NPROC_PER_NODE", "1")) * int(os.environ.get("NNODES", "1"))
     t = train_cfg
     rows = telemetry.steps(
         load_jsonl(logging_jsonl),
