@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 PROFILE ?= profiles/local
 
-.PHONY: install demo report test lint unit clean vertex-image
+.PHONY: install demo report test lint unit slurm slurm-deps clean vertex-image
 
 install: $(STAMP)
 
@@ -49,6 +49,21 @@ vertex-image:
 	$(DOCKER) build --platform linux/amd64 -f envs/vertex/Dockerfile \
 		--build-arg FLASH_ATTN_WHEEL="$(FLASH_ATTN_WHEEL)" -t "$(VERTEX_IMAGE)" .
 	$(DOCKER) push "$(VERTEX_IMAGE)"
+
+# The SLURM tests alone (a private two-node cluster on localhost; root, slurm-wlm and munge).
+slurm: $(STAMP)
+	$(BIN)/pytest -q -m slurm
+
+# slurm-wlm and munge from the distribution, for the SLURM tests (Debian/Ubuntu, as root; no
+# daemon is started or enabled: the tests start their own). Does nothing when slurmctld exists.
+slurm-deps:
+	@if command -v slurmctld >/dev/null 2>&1 || test -x /usr/sbin/slurmctld; then \
+		echo "slurm-deps: slurmctld already installed"; \
+	else \
+		apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			slurm-wlm munge; \
+	fi
 
 clean:
 	rm -rf results resources logs benchmarks .snakemake

@@ -27,6 +27,19 @@ include: "rules/score.smk"
 report: "report/workflow.rst"
 
 
+# Light rules run where snakemake runs (the login node with profiles/slurm); train, merge and
+# predict are the cluster's jobs.
+localrules:
+    all,
+    synth_drawings,
+    build_tiny_model,
+    validate_annotations,
+    split_dataset,
+    convert_annotations,
+    score_detections,
+    report_assets,
+
+
 rule all:
     default_target: True
     input:

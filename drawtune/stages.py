@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import swift_cmd
+from . import launch, swift_cmd
 from .convert import dump_jsonl, load_jsonl, manifest_row, swift_row, truth_coco
 from .coords import ResizeSpec, from_model, model_frame
 from .metrics import coco_metrics
@@ -144,9 +144,10 @@ def _executable(name: str) -> str:
     raise StageError(f"{name!r} is not installed: run `make install` or put it on PATH")
 
 
-def run_logged(cmd: list[str], env: dict, log_path, label: str | None = None) -> None:
-    """Run ``cmd``, appending its output to ``log_path`` and relaying its progress bars to
-    stderr (drawtune.progress); fail with the log's tail."""
+def run_logged(cmd: list[str], env: dict, log_path, label: str | None = None, environ=None) -> None:
+    """Run ``cmd`` with ``env`` on top of ``environ`` (default: this process's environment),
+    appending its output to ``log_path`` and relaying its progress bars to stderr
+    (drawtune.progress); fail with the log's tail."""
     label = label or " ".join(cmd[:2])
     cmd = [_executable(cmd[0]), *cmd[1:]]
     if "--attn_impl" in cmd:
@@ -154,10 +155,9 @@ def run_logged(cmd: list[str], env: dict, log_path, label: str | None = None) ->
     log.info("running: %s", " ".join(cmd))
     log.info("environment: %s", " ".join(f"{k}={v}" for k, v in sorted(env.items())))
     relay = Relay(label)
+    child = swift_cmd.child_env(env) if environ is None else {**environ, **env}
     with open(log_path, "ab") as f:
-        proc = subprocess.Popen(
-            cmd, env=swift_cmd.child_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+        proc = subprocess.Popen(cmd, env=child, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):
             f.write(chunk)
             f.flush()
@@ -178,7 +178,15 @@ def _last_checkpoint(run_dir: Path) -> Path:
     return ckpts[-1]
 
 
-_TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin")
+_TRAINING_STATE = (
+    "optimizer.pt",
+    "scheduler.pt",
+    "rng_state*.pth",
+    "training_args.bin",
+    "global_step*",  # DeepSpeed's sharded optimizer state
+    "zero_to_fp32.py",
+    "latest",
+)
 
 
 def train(
@@ -195,13 +203,32 @@ def train(
     tensorboard_out,
     log_path,
     device="cpu",
+    environ=None,
     manifest_jsonl=None,
     telemetry_out=None,
 ) -> None:
+    """``swift sft`` for one experiment, on every GPU and node of the job (``environ``: the
+    job's environment, default ``os.environ``), resumed from the last complete checkpoint of an
+    interrupted run with the same settings."""
     run_dir = Path(run_dir)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
     val = val_jsonl if val_jsonl and load_jsonl(val_jsonl) else None
+    environ = launch.job_environ(os.environ if environ is None else environ)
+    topo = launch.topology(environ)
+    choice = train_cfg.get("deepspeed", "auto")
+    planned = launch.launcher_env(topo)
+    log.info(
+        "launch: nodes=%d gpus_per_node=%d world_size=%d deepspeed=%s attention=%s %s",
+        topo.nnodes,
+        topo.gpus_per_node,
+        topo.world_size,
+        launch.deepspeed_stage(choice, topo, "cuda") or "none",
+        swift_cmd.attn_impl(device),
+        " ".join(f"{k}={v}" for k, v in sorted(planned.items())),
+    )
+    if device == "cpu" and topo.distributed:
+        log.warning("the job has GPUs but torch sees none: training on CPU in one process")
+        topo = launch.Topology(nnodes=1, gpus_per_node=0)
+    deepspeed = launch.deepspeed_stage(choice, topo, device)
     cmd = swift_cmd.sft_command(
         family=family,
         base=base,
@@ -210,9 +237,31 @@ def train(
         output_dir=str(run_dir),
         train_cfg=train_cfg,
         device=device,
+        deepspeed=deepspeed,
     )
     env = swift_cmd.swift_env(family, spec.min_pixels, spec.max_pixels, base, device)
-    run_logged(cmd, env, log_path, label=f"swift sft {run_dir.parent.name}")
+    # An interrupted run with the same command resumes from its last complete checkpoint;
+    # anything else starts over in a clean folder. The rendezvous address and port are left out:
+    # they change from one SLURM job to the next.
+    fingerprint = {"command": cmd, "environment": env}
+    env = {**env, **launch.launcher_env(topo)}
+    ckpt = launch.resume_checkpoint(run_dir, fingerprint) if train_cfg.get("resume", True) else None
+    if ckpt is None:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        launch.write_fingerprint(run_dir, fingerprint)
+    else:
+        log.info("resuming from %s (an earlier run of this experiment was interrupted)", ckpt)
+        cmd = cmd + swift_cmd.resume_args(str(ckpt))
+    # several nodes: srun from this job step, with the step's SLURM variables dropped
+    srun_env = launch.srun_environ(environ) if topo.nnodes > 1 else None
+    run_logged(
+        launch.node_command(cmd, topo),
+        env,
+        log_path,
+        label=f"swift sft {run_dir.parent.name}",
+        environ=srun_env,
+    )
     ckpt = _last_checkpoint(run_dir)
     adapter_out = Path(adapter_out)
     if adapter_out.exists():
@@ -227,14 +276,25 @@ def train(
     if telemetry_out:
         write_telemetry(
             logging_out, train_jsonl, manifest_jsonl, family, base, train_cfg, device,
-            telemetry_out, log_path,
+            telemetry_out, log_path, gpus=topo.world_size,
         )  # fmt: skip
 
 
 def write_telemetry(
-    logging_jsonl, train_jsonl, manifest_jsonl, family, base, train_cfg, device, out, log_path
+    logging_jsonl,
+    train_jsonl,
+    manifest_jsonl,
+    family,
+    base,
+    train_cfg,
+    device,
+    out,
+    log_path,
+    gpus=None,
 ) -> list[dict]:
-    """Per-step telemetry (drawtune.telemetry) as JSONL, and as a table appended to the log."""
+    """Per-step telemetry (drawtune.telemetry) as JSONL, and as a table appended to the log.
+    ``gpus``: the training's processes (train passes its topology's world size; the launcher
+    variables are set for swift's process only, not for this one)."""
     from . import estimate, telemetry
 
     samples, epoch_tokens = estimate.training_tokens(train_jsonl, manifest_jsonl, family)
@@ -247,7 +307,8 @@ def write_telemetry(
         import torch
 
         name = torch.cuda.get_device_name(0)
-    gpus = int(os.environ.get("NPROC_PER_NODE", "1")) * int(os.environ.get("NNODES", "1"))
+    if gpus is None:
+        gpus = int(os.environ.get("NPROC_PER_NODE", "1")) * int(os.environ.get("NNODES", "1"))
     t = train_cfg
     rows = telemetry.steps(
         load_jsonl(logging_jsonl),

@@ -72,8 +72,11 @@ def sft_command(
     output_dir: str,
     train_cfg: dict,
     device: str = "cpu",
+    deepspeed: str | None = None,
 ) -> list[str]:
-    """``swift sft`` for one experiment. ``train_cfg`` is the experiment's training block."""
+    """``swift sft`` for one experiment. ``train_cfg`` is the experiment's training block;
+    ``deepspeed`` is ms-swift's preset name (``zero2``, ``zero3``, ``zero3_offload``) for a run
+    over several GPUs (see ``drawtune.launch.deepspeed_stage``)."""
     t = train_cfg
     cmd = ["swift", "sft", *_model_args(family, base, device)]
     cmd += [
@@ -119,8 +122,7 @@ def sft_command(
         "1",
         "--logging_steps",
         str(t["logging_steps"]),
-        "--save_strategy",
-        "epoch",
+        *_save_args(t.get("save_steps")),
         "--save_total_limit",
         "2",
         "--report_to",
@@ -144,11 +146,27 @@ def sft_command(
             "--target_modules",
             *str(lora["target_modules"]).split(),
         ]
+    if deepspeed:
+        cmd += ["--deepspeed", deepspeed]
     if t["tuner"] == "qlora":
         cmd += ["--quant_method", "bnb", "--quant_bits", "4", "--bnb_4bit_quant_type", "nf4"]
     for key, value in sorted((t.get("extra_args") or {}).items()):
         cmd += [f"--{key}", str(value)]
     return cmd
+
+
+def _save_args(save_steps: int | None) -> list[str]:
+    """A checkpoint every ``save_steps`` optimizer steps (what a preempted run resumes from), or
+    one per epoch."""
+    if save_steps:
+        return ["--save_strategy", "steps", "--save_steps", str(save_steps)]
+    return ["--save_strategy", "epoch"]
+
+
+def resume_args(checkpoint: str | None) -> list[str]:
+    """Continue an interrupted run: weights, optimizer, scheduler, RNG and step counter come
+    from the checkpoint (Hugging Face Trainer's resume; data already seen is skipped)."""
+    return ["--resume_from_checkpoint", checkpoint] if checkpoint else []
 
 
 def export_command(*, family: str, base: str, adapter: str, output_dir: str, device: str = "cpu"):

@@ -12,6 +12,9 @@ rule predict_split:
         "../envs/swift.yaml"
     resources:
         gpu=1,
+        cpus_per_gpu=8,
+        mem_mb=32000,
+        runtime=240,
     params:
         model=model_path_for,
         family=FAMILY,

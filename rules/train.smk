@@ -17,6 +17,9 @@ rule train_adapter:
         "../envs/swift.yaml"
     resources:
         gpu=1,
+        cpus_per_gpu=8,
+        mem_mb=64000,
+        runtime=1440,
     params:
         base=base_model(),
         family=FAMILY,
@@ -41,6 +44,9 @@ rule merge_adapter:
         "../envs/swift.yaml"
     resources:
         gpu=1,
+        cpus_per_gpu=8,
+        mem_mb=64000,
+        runtime=120,
     params:
         base=base_model(),
         family=FAMILY,
