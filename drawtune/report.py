@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import json
@@ -150,6 +151,70 @@ def metrics_table(metrics: dict, out, note: str = "", telemetry: dict | None = N
         f"<p>{html.escape(note)}</p>" if note else ""
     ) + f"<table border='1' cellpadding='4'><tr>{head}</tr>{''.join(rows)}</table>"
     Path(out).write_text(f"<html><body>{body}</body></html>\n")
+
+
+COMPARE_KEYS = ("map", "map50", "map75", "precision50", "recall50", "f1_50", "n_unparseable")
+
+_COMPARE_JS = """
+const D = JSON.parse(document.getElementById('data').textContent);
+const fmt = v => (typeof v === 'number' && !Number.isInteger(v)) ? v.toFixed(4) : String(v);
+function show() {
+  const a = document.getElementById('a').value, b = document.getElementById('b').value;
+  let t = '<tr><th>metric</th><th>' + a + '</th><th>' + b + '</th><th>' + b + ' - ' + a +
+    '</th></tr>';
+  for (const k of D.keys) {
+    const x = D.metrics[a][k], y = D.metrics[b][k];
+    t += '<tr><td>' + k + '</td><td>' + fmt(x) + '</td><td>' + fmt(y) + '</td><td>' +
+      fmt(y - x) + '</td></tr>';
+  }
+  document.getElementById('table').innerHTML = t;
+  let p = '';
+  for (const d of D.drawings) {
+    p += '<h4>' + d + '</h4><div style="display:flex;gap:8px">';
+    for (const m of [a, b]) {
+      const src = (D.pictures[m] || {})[d];
+      p += '<figure style="margin:0"><figcaption>' + m + '</figcaption>' +
+        (src ? '<img style="max-width:480px" src="' + src + '">' : '(no picture)') + '</figure>';
+    }
+    p += '</div>';
+  }
+  document.getElementById('pictures').innerHTML = p;
+}
+for (const id of ['a', 'b']) {
+  const s = document.getElementById(id);
+  D.models.forEach(m => s.add(new Option(m, m)));
+  s.onchange = show;
+}
+document.getElementById('b').selectedIndex = D.models.length > 1 ? 1 : 0;
+show();
+"""
+
+
+def compare_page(metrics: dict, overlays_dir, out) -> None:
+    """One self-contained page where the reader picks any two models and sees their metrics
+    (with the difference) and their overlay pictures of the same test drawings side by side."""
+    models = sorted(metrics, key=lambda n: (-metrics[n]["map"], n))
+    pictures: dict[str, dict[str, str]] = {}
+    drawings: set[str] = set()
+    for f in sorted(Path(overlays_dir).glob("*__*.png")):
+        model, name = f.stem.split("__", 1)
+        data = base64.b64encode(f.read_bytes()).decode()
+        pictures.setdefault(model, {})[name] = f"data:image/png;base64,{data}"
+        drawings.add(name)
+    data = {
+        "models": models,
+        "keys": list(COMPARE_KEYS),
+        "metrics": {m: {k: metrics[m][k] for k in COMPARE_KEYS} for m in models},
+        "drawings": sorted(drawings),
+        "pictures": pictures,
+    }
+    payload = json.dumps(data, sort_keys=True).replace("</", "<\\/")
+    Path(out).write_text(
+        "<html><body><p>Compare <select id='a'></select> with <select id='b'></select></p>"
+        "<table id='table' border='1' cellpadding='4'></table><div id='pictures'></div>"
+        f"<script type='application/json' id='data'>{payload}</script>"
+        f"<script>{_COMPARE_JS}</script></body></html>\n"
+    )
 
 
 def overlays(details_file, truth_file, out_dir, n: int, prefix: str = "") -> None:

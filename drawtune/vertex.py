@@ -334,7 +334,14 @@ class FailureWatch:
 
 
 def cancel(client, job_name: str, poll: float, reason) -> None:
-    """Cancel the job, wait (up to a minute) until it has ended, raise StageError."""
+    """Cancel the job, wait (up to a minute) until it has ended, raise StageError. Further
+    Ctrl-C/SIGTERM (Snakemake sends one after the user's Ctrl-C) must not stop the cancel
+    request from going out, so they are ignored from here on."""
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        try:
+            signal.signal(s, signal.SIG_IGN)
+        except ValueError:  # not the main thread: signals are not ours to handle
+            break
     log.error("%s: cancelling vertex job %s", reason, job_name)
     print(f"drawtune: {reason}: cancelling vertex job {job_name}", flush=True)
     client.cancel_custom_job(name=job_name)

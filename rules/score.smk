@@ -68,6 +68,12 @@ rule report_assets:
             category="Drawings",
             labels={"model": "{model}", "drawing": "{name}"},
         ),
+        compare=report(
+            "results/report/compare.html",
+            caption="../report/compare.rst",
+            category="Metrics",
+            labels={"file": "compare two models"},
+        ),
         provenance=report(
             "results/report/provenance.html",
             caption="../report/provenance.rst",

@@ -21,6 +21,7 @@ if __name__ == "__main__":
         shutil.rmtree(tmp)
     for m, details in zip(p.models, inp.details, strict=True):
         report.overlays(details, inp.truth, tmp, p.overlays, prefix=f"{m}__")
+    report.compare_page(metrics, tmp, out.compare)
     data = [*inp.summaries, inp.split_summary, *inp.data]
     records = report.accounting(
         [json.load(open(f)) for f in inp.summaries], json.load(open(inp.split_summary))

@@ -86,3 +86,27 @@ def test_leaderboard_ranks_by_map_with_training_time_and_gpu_hours(tmp_path):
     assert "<td>60.0 min</td><td>2.000</td>" in html  # 1 h on 2 GPUs
     assert "<td>1.5 min</td><td>-</td>" in html  # CPU: no GPU hours
     assert "<td>untrained</td>" in html and "<td>100.0%</td>" in html
+
+
+def test_compare_page_holds_every_model_and_picture(tmp_path):
+    from PIL import Image
+
+    keys = ("map75", "precision50", "recall50", "f1_50", "n_unparseable")
+    metrics = {
+        "base": {**dict.fromkeys(keys, 0), "map": 0.0, "map50": 0.0},
+        "r8": {**dict.fromkeys(keys, 1), "map": 0.4, "map50": 0.6},
+    }
+    ov = tmp_path / "overlays"
+    ov.mkdir()
+    for m in metrics:
+        for d in ("sheet_1", "sheet_2"):
+            Image.new("RGB", (8, 8), "white").save(ov / f"{m}__{d}.png")
+    out = tmp_path / "compare.html"
+    report.compare_page(metrics, ov, out)
+    page = out.read_text()
+    start = page.index("id='data'>") + len("id='data'>")
+    data = json.loads(page[start : page.index("</script>", start)])
+    assert data["models"] == ["r8", "base"]  # best first
+    assert data["drawings"] == ["sheet_1", "sheet_2"]
+    assert data["metrics"]["r8"]["map50"] == 0.6
+    assert data["pictures"]["base"]["sheet_2"].startswith("data:image/png;base64,")

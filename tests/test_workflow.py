@@ -83,6 +83,8 @@ def test_report_builds(finished_workflow):
     assert "<th>base</th>" in table and "<th>demo</th>" in table and "randomly initialised" in table
     assert "<th>training time</th>" in table and " min</td>" in table
     assert (wd / "results/report/telemetry.png").stat().st_size > 10_000
+    compare = (wd / "results/report/compare.html").read_text()
+    assert '"models": ["' in compare and '"demo"' in compare and '"base"' in compare
     prov = (wd / "results/report/provenance.html").read_text()
     assert "<tr><td>drawings</td><td>21</td><td>20</td><td>1</td></tr>" in prov
 
