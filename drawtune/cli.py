@@ -157,15 +157,13 @@ def cmd_serve(a) -> int:
 
 
 def cmd_predict(a) -> int:
-    from .serve import ServeError, base_model, describe, load_config, predict_images, resolve
+    from .serve import ServeError, describe, load_config, predict_images, resolve
     from .smk import detect_device
 
     a.device = detect_device() if a.device == "auto" else a.device
     try:
         cfg = load_config(a.config)
-        model = a.model or (
-            base_model(cfg) if a.experiment == "base" else resolve(cfg, [a.experiment]).model
-        )
+        model = a.model or resolve(cfg, [a.experiment]).model  # `base`: the base model
         rows = predict_images(cfg, model, a.images, a.out, device=a.device)
     except ServeError as e:
         print(f"drawtune predict: {e}", file=sys.stderr)
@@ -194,8 +192,9 @@ def _profile_machine(profile: str | None) -> dict:
 
 
 def cmd_estimate(a) -> int:
+    from .config import base_model
     from .estimate import EstimateError, as_json, estimate, model_parameters, table, training_tokens
-    from .serve import ServeError, base_model, load_config
+    from .serve import ServeError, load_config
 
     try:
         cfg = load_config(a.config)

@@ -38,3 +38,10 @@ def fill_defaults(obj, schema: dict, root: dict | None = None):
             if key not in props:
                 out[key] = fill_defaults(out[key], extra, root)
     return out
+
+
+def base_model(cfg: dict) -> str:
+    """The base model as swift is given it: ``tiny`` is the model the workflow builds under
+    resources/ (rule build_tiny_model); anything else (hub id, folder, gs://) as configured."""
+    base = cfg["model"]["base"]
+    return f"resources/models/tiny-{cfg['model']['family']}" if base == "tiny" else base

@@ -217,6 +217,14 @@ def compare_page(metrics: dict, overlays_dir, out) -> None:
     )
 
 
+def draw_predicted(d: ImageDraw.ImageDraw, boxes: list[dict]) -> None:
+    """Predicted boxes (pixel ``bbox`` x1, y1, x2, y2) in red, labels at their bottom edge."""
+    for b in boxes:
+        x1, y1, x2, y2 = b["bbox"]
+        d.rectangle([x1, y1, x2, y2], outline=(220, 0, 0), width=2)
+        d.text((x1 + 2, max(0, y2 - 12)), b["label"], fill=(220, 0, 0))
+
+
 def overlays(details_file, truth_file, out_dir, n: int, prefix: str = "") -> None:
     """The first ``n`` test drawings with truth (green) and predicted (red) boxes."""
     out_dir = Path(out_dir)
@@ -232,10 +240,7 @@ def overlays(details_file, truth_file, out_dir, n: int, prefix: str = "") -> Non
                 x, y, w, h = a["bbox"]
                 d.rectangle([x, y, x + w, y + h], outline=(0, 160, 0), width=2)
                 d.text((x + 2, y + 2), cats[a["category_id"]], fill=(0, 160, 0))
-        for b in details.get(img["file_name"], {}).get("boxes", []):
-            x1, y1, x2, y2 = b["bbox"]
-            d.rectangle([x1, y1, x2, y2], outline=(220, 0, 0), width=2)
-            d.text((x1 + 2, max(0, y2 - 12)), b["label"], fill=(220, 0, 0))
+        draw_predicted(d, details.get(img["file_name"], {}).get("boxes", []))
         im.save(out_dir / (prefix + Path(img["file_name"]).stem + ".png"))
 
 

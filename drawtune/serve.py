@@ -25,7 +25,7 @@ import yaml
 from PIL import Image, ImageDraw
 
 from . import swift_cmd
-from .config import fill_defaults, load_schema
+from .config import base_model, fill_defaults, load_schema
 from .convert import dump_jsonl, load_jsonl
 from .coords import ResizeSpec, from_model
 from .images import ImageProblem, inspect
@@ -46,12 +46,6 @@ def load_config(path) -> dict:
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise ServeError(f"{path}: {where}: {e.message}") from None
     return fill_defaults(cfg, schema)
-
-
-def base_model(cfg: dict) -> str:
-    """The base model as the workflow resolves it (``tiny`` is the locally built model)."""
-    base = cfg["model"]["base"]
-    return f"resources/models/tiny-{cfg['model']['family']}" if base == "tiny" else base
 
 
 @dataclass
@@ -171,12 +165,10 @@ def ask(client, model: str, image, cfg: dict, max_tokens: int | None = None) -> 
 
 def draw(image, boxes: list[dict], out) -> None:
     """A copy of the drawing with the predicted boxes and labels in red."""
+    from .report import draw_predicted
+
     im = Image.open(image).convert("RGB")
-    d = ImageDraw.Draw(im)
-    for b in boxes:
-        x1, y1, x2, y2 = b["bbox"]
-        d.rectangle([x1, y1, x2, y2], outline=(220, 0, 0), width=2)
-        d.text((x1 + 2, max(0, y2 - 12)), b["label"], fill=(220, 0, 0))
+    draw_predicted(ImageDraw.Draw(im), boxes)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     im.save(out)
 

@@ -3,6 +3,7 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
+from drawtune.config import base_model as resolve_base_model
 from drawtune.config import fill_defaults, load_schema
 from drawtune.formats import dataset_stamp
 from drawtune.split import SPLITS
@@ -81,10 +82,7 @@ def resize_params():
 
 def base_model():
     """Path or hub id given to swift; `tiny` resolves to the locally built model."""
-    base = config["model"]["base"]
-    if base == "tiny":
-        return f"resources/models/tiny-{FAMILY}"
-    return base
+    return resolve_base_model(config)
 
 
 def base_model_input(wildcards=None):

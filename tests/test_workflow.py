@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -119,15 +120,17 @@ def test_changed_lora_rank_of_one_experiment_retrains_only_it(finished_workflow,
     assert jobs.count("predict_split") == 1  # the untrained base keeps its predictions
 
 
+def _data_copy(finished: Path, wd: Path) -> Path:
+    """The finished workflow without its large model folders, to change data in."""
+    shutil.copytree(
+        finished, wd, symlinks=True, ignore=shutil.ignore_patterns("run", "merged", "models")
+    )
+    return wd
+
+
 def test_new_drawing_keeps_old_splits(finished_workflow, tmp_path):
     """Adding a drawing re-reads the dataset but leaves every old drawing in its split."""
-    wd = tmp_path / "wf"
-    shutil.copytree(
-        finished_workflow,
-        wd,
-        symlinks=True,
-        ignore=shutil.ignore_patterns("run", "merged", "models"),
-    )
+    wd = _data_copy(finished_workflow, tmp_path / "wf")
     before = {
         s: {r["sha256"] for r in load_jsonl(wd / f"results/splits/{s}.jsonl")}
         for s in ("train", "val", "test")
@@ -152,13 +155,7 @@ def test_new_drawing_keeps_old_splits(finished_workflow, tmp_path):
 
 def test_image_edited_in_place_is_decoded_alone(finished_workflow, tmp_path):
     """An image changed under the same name reruns validation, which decodes only that image."""
-    wd = tmp_path / "wf"
-    shutil.copytree(
-        finished_workflow,
-        wd,
-        symlinks=True,
-        ignore=shutil.ignore_patterns("run", "merged", "models"),
-    )
+    wd = _data_copy(finished_workflow, tmp_path / "wf")
     target = "results/validated/drawings/summary.json"
     assert planned_jobs(wd, target) == []
     img = sorted((wd / "data/drawings/images").glob("*.png"))[0]
