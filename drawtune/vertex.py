@@ -436,15 +436,19 @@ def run_remote(
     from google.cloud import aiplatform_v1
 
     parent = f"projects/{settings.project}/locations/{settings.region}"
-    # Ctrl-C from here on cancels the job, also between its submission and wait_for
+    # A signal during the create call is held until it returns: the job may already exist on
+    # the server, and only its name (in the response) lets it be cancelled. From then on
+    # Ctrl-C cancels the job, also between its submission and wait_for.
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    old = {s: signal.signal(s, _raise_interrupt) for s in signals}
+    held: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in signals}
     try:
+        job = jobs.create_custom_job(parent=parent, custom_job=aiplatform_v1.CustomJob(body))
+        for s in signals:
+            signal.signal(s, _raise_interrupt)
         try:
-            job = jobs.create_custom_job(parent=parent, custom_job=aiplatform_v1.CustomJob(body))
-        except Interrupted as e:
-            raise StageError(f"{e} while submitting the vertex job") from None
-        try:
+            if held:
+                raise Interrupted(signal.Signals(held[0]).name)
             url = console_url(job.name)
             log.info("vertex job %s submitted: %s", job.name, url)
             print(f"drawtune: vertex job {job.name}\n  console: {url}", flush=True)
