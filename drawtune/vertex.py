@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import tempfile
 import time
@@ -550,6 +551,11 @@ def worker(task: dict) -> int:
             dest = Path(mount_path(task["log"]))
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(log_file.read_bytes())
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+            root.removeHandler(handler)
+            handler.close()
+        shutil.rmtree(tmp, ignore_errors=True)  # scratch: a training run dir, mapped JSONL
     return rc
 
 

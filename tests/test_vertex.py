@@ -318,6 +318,7 @@ def decoded(body: dict):
 def test_workflow_on_vertex(finished_workflow, cloud, tmp_path):
     wd = vertex_copy(finished_workflow, tmp_path / "wf", cloud, "e2e")
     before = len(cloud.received)
+    scratch_before = set(cloud.scratch.glob("drawtune-*"))
     rc, out = finish(vertex_snakemake(wd))
     assert rc == 0, out[-6000:]
     bodies = cloud.received[before:]
@@ -356,6 +357,9 @@ def test_workflow_on_vertex(finished_workflow, cloud, tmp_path):
     assert predict_demo["kwargs"]["model"] == f"{run}/results/merged/demo"
     # state changes and console links reach the Snakemake log
     assert "JOB_STATE_RUNNING" in out and "JOB_STATE_SUCCEEDED" in out
+    # each worker removes its scratch (training run dir, mapped JSONL) however it ends
+    # (torch's own caches, torchinductor_*, are not ours)
+    assert set(cloud.scratch.glob("drawtune-*")) == scratch_before
     assert "https://console.cloud.google.com/vertex-ai/locations/us-central1/training/" in out
     # the outputs are back in the local results tree, image paths as the local profile has them
     assert (wd / "results/train/demo/adapter/model.safetensors").is_file()

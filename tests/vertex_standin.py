@@ -38,6 +38,8 @@ class JobService:
         self.received: list[dict] = []  # the raw JSON bodies of create calls, in order
         self.cancelled: list[str] = []
         self.procs: dict[str, subprocess.Popen] = {}
+        self.scratch = mount.parent / "scratch"  # the workers' TMPDIR: a container's local disk
+        self.scratch.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
         self.count = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -90,6 +92,7 @@ class JobService:
         self._sync_down(client)
         container = job.job_spec.worker_pool_specs[0].container_spec
         env = dict(os.environ, PATH=self.path_env, DRAWTUNE_GCS_MOUNT=str(self.mount))
+        env["TMPDIR"] = str(self.scratch)
         env.update({e.name: e.value for e in container.env})
         out = self.output_path(name)
         with self.lock:
