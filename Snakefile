@@ -2,14 +2,16 @@
 #
 # results/
 #   validated/<dataset>/{records,rejects}.jsonl, summary.json   checked records, rejects with reasons
-#   splits/{train,val,test}.jsonl, <split>.coco.json, rejects.jsonl, summary.json
-#   swift/{train,val,test}.jsonl, <split>.manifest.jsonl        ms-swift data, image sizes
+#   splits/{train,val,test}.jsonl, <split>.coco.json, rejects.jsonl, summary.json  detection
+#   splits/classify/<dataset>/{train,val,test}.jsonl, ...       one per classification dataset
+#   swift/<experiment|base>/<split>.jsonl, .manifest.jsonl      ms-swift data as each model
+#                                                               sees it (family, size, prompt)
 #   train/<experiment>/{adapter/,logging.jsonl,telemetry.jsonl,tensorboard/}  weights, curves
 #   merged/<experiment>/                                        model ready for inference
 #   predictions/<experiment|base>/test.jsonl                    swift infer results
-#   metrics/<experiment|base>/test.json, test.details.jsonl     COCO metrics, parsed answers
+#   metrics/<experiment|base>/test.json, test.details.jsonl     COCO or classification metrics
 #   report/                                                     pictures and tables of the report
-# resources/synth/<dataset>/, resources/models/tiny-<family>/   generated demo data and model
+# resources/synth[-classify]/<dataset>/, resources/models/tiny-<family>/  demo data, models
 # logs/<rule>/..., benchmarks/<rule>/...
 
 
@@ -32,11 +34,14 @@ report: "report/workflow.rst"
 localrules:
     all,
     synth_drawings,
+    synth_classify,
     build_tiny_model,
     validate_annotations,
     split_dataset,
+    split_classify,
     convert_annotations,
     score_detections,
+    score_classification,
     report_assets,
 
 

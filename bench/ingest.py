@@ -25,10 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import yaml  # noqa: E402
+
 from drawtune.synth import draw_sheet, write_dataset  # noqa: E402
 
 PARTS = ("Snakefile", "rules", "scripts", "config", "report", "envs", "profiles")
-TARGETS = [f"results/swift/{s}.jsonl" for s in ("train", "val", "test")]
+TARGETS = [f"results/swift/demo/{s}.jsonl" for s in ("train", "val", "test")]
 
 
 def snakemake(wd: Path, cores: int, *extra: str) -> tuple[float, str]:
@@ -89,14 +91,10 @@ def main() -> None:
         (data / "synth.json").write_text(json.dumps(coco))
     synth_s = time.perf_counter() - t0
     # a real (non-synthetic) COCO dataset as a user would point at it
-    cfg = (wd / "config/config.yaml").read_text()
-    start = cfg.index("datasets:")
-    end = cfg.index("\nvalidation:")
-    (wd / "config/config.yaml").write_text(
-        cfg[:start]
-        + "datasets:\n  data:\n    format: coco\n    annotations: data/annotations.json\n"
-        + cfg[end:]
-    )
+    cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
+    cfg["datasets"] = {"data": {"format": "coco", "annotations": "data/annotations.json"}}
+    cfg["experiments"] = {"demo": cfg["experiments"]["demo"]}  # the detection experiment
+    (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
     cold_s, _ = snakemake(wd, a.cores)
     rows = list(

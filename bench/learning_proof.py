@@ -148,7 +148,7 @@ def map50_curve(wd: Path, family: str, every: int) -> list[dict]:
         predict(
             family=family,
             model=str(ck),
-            dataset=str(wd / "results/swift/test.jsonl"),
+            dataset=str(wd / "results/swift/demo/test.jsonl"),
             spec=spec,
             batch_size=64,
             max_new_tokens=320,

@@ -136,7 +136,7 @@ def cmd_serve(a) -> int:
         print(f"drawtune serve: {e}", file=sys.stderr)
         return 2
     cmd = deploy_command(
-        family=cfg["model"]["family"],
+        family=target.settings["family"],
         target=target,
         host=a.host,
         port=a.port,
@@ -145,7 +145,10 @@ def cmd_serve(a) -> int:
     )
     print(f"serving {', '.join(target.names)} at http://{a.host}:{a.port}/v1", flush=True)
     print(" ".join(cmd), flush=True)
-    proc = subprocess.Popen(cmd, env=serve_env(cfg, target.model, a.device))
+    from .stages import _executable
+
+    cmd = [_executable(cmd[0]), *cmd[1:]]
+    proc = subprocess.Popen(cmd, env=serve_env(target.settings, target.model, a.device))
     try:
         return proc.wait()
     except KeyboardInterrupt:
@@ -164,7 +167,7 @@ def cmd_predict(a) -> int:
     try:
         cfg = load_config(a.config)
         model = a.model or resolve(cfg, [a.experiment]).model  # `base`: the base model
-        rows = predict_images(cfg, model, a.images, a.out, device=a.device)
+        rows = predict_images(cfg, model, a.images, a.out, device=a.device, experiment=a.experiment)
     except ServeError as e:
         print(f"drawtune predict: {e}", file=sys.stderr)
         return 2
@@ -192,37 +195,47 @@ def _profile_machine(profile: str | None) -> dict:
 
 
 def cmd_estimate(a) -> int:
-    from .config import base_model
+    from .config import settings
     from .estimate import EstimateError, as_json, estimate, model_parameters, table, training_tokens
     from .serve import ServeError, load_config
 
     try:
         cfg = load_config(a.config)
-        train = Path(a.data) / "train.jsonl"
-        manifest = Path(a.data) / "train.manifest.jsonl"
-        if not (train.is_file() and manifest.is_file()):
-            raise EstimateError(f"{train} is missing: run `snakemake {train}` first (CPU only)")
-        family = cfg["model"]["family"]
-        samples, epoch_tokens = training_tokens(train, manifest, family)
-        params = int(a.params_b * 1e9) if a.params_b else model_parameters(base_model(cfg))
         machine = _profile_machine(a.profile)
         gpu = a.gpu or machine.get("gpu") or "H100"
         gpus = a.gpus or machine.get("gpus") or 1
         usd = a.usd_per_hour if a.usd_per_hour is not None else machine.get("usd")
-        rows = [
-            estimate(
-                experiment=name,
-                samples=samples,
-                epoch_tokens=epoch_tokens,
-                epochs=exp["epochs"],
-                params=params,
-                tuner=exp["tuner"],
-                gpu=gpu,
-                gpus=gpus,
-                usd_per_hour=usd,
+        rows, sizes = [], {}
+        for name in sorted(cfg["experiments"]):
+            s = settings(cfg, name)
+            if s["tuner"] == "none":
+                continue  # scored untrained: nothing to pay for but prediction
+            train = Path(a.data) / name / "train.jsonl"
+            manifest = Path(a.data) / name / "train.manifest.jsonl"
+            if not (train.is_file() and manifest.is_file()):
+                raise EstimateError(
+                    f"{train} is missing: run `snakemake {train} {manifest}` first (CPU only)"
+                )
+            samples, epoch_tokens = training_tokens(train, manifest, s["family"])
+            if a.params_b:
+                params = int(a.params_b * 1e9)
+            else:
+                if s["base_path"] not in sizes:
+                    sizes[s["base_path"]] = model_parameters(s["base_path"])
+                params = sizes[s["base_path"]]
+            rows.append(
+                estimate(
+                    experiment=name,
+                    samples=samples,
+                    epoch_tokens=epoch_tokens,
+                    epochs=s["epochs"],
+                    params=params,
+                    tuner=s["tuner"],
+                    gpu=gpu,
+                    gpus=gpus,
+                    usd_per_hour=usd,
+                )
             )
-            for name, exp in sorted(cfg["experiments"].items())
-        ]
     except (EstimateError, ServeError, OSError) as e:
         print(f"drawtune estimate: {e}", file=sys.stderr)
         return 2
@@ -322,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("estimate", help="training tokens, GPU hours and cost per experiment")
     p.add_argument("--config", default="config/config.yaml")
-    p.add_argument("--data", default="results/swift", help="folder of train.jsonl + manifest")
+    p.add_argument(
+        "--data", default="results/swift", help="folder of <experiment>/train.jsonl + manifest"
+    )
     p.add_argument("--profile", help="profiles/vertex or profiles/slurm: GPU, count, price")
     p.add_argument("--gpu", help="GPU kind (H100, A100, L4, ...); default from the profile")
     p.add_argument("--gpus", type=int, help="GPUs of the training job; default from profile")

@@ -44,4 +44,83 @@ def base_model(cfg: dict) -> str:
     """The base model as swift is given it: ``tiny`` is the model the workflow builds under
     resources/ (rule build_tiny_model); anything else (hub id, folder, gs://) as configured."""
     base = cfg["model"]["base"]
-    return f"resources/models/tiny-{cfg['model']['family']}" if base == "tiny" else base
+    return tiny_path(cfg["model"]["family"]) if base == "tiny" else base
+
+
+def tiny_path(family: str) -> str:
+    """Where the workflow builds the random demo model of a family (rule build_tiny_model)."""
+    return f"resources/models/tiny-{family}"
+
+
+def detect_datasets(cfg: dict) -> list[str]:
+    """Datasets pooled into the detection data (task detect, the default)."""
+    return sorted(n for n, d in cfg["datasets"].items() if d.get("task", "detect") == "detect")
+
+
+def models(cfg: dict) -> list[str]:
+    """Every model the workflow scores: ``base`` (the untrained base model on the detection
+    data, when there is any) and each experiment."""
+    return (["base"] if detect_datasets(cfg) else []) + sorted(cfg["experiments"])
+
+
+def classify_classes(ds: dict) -> list[str]:
+    """A classification dataset's closed class list: configured, the generator's for a
+    synthetic dataset (its CSV does not exist before the run), else read from the data."""
+    from .classify import SYNTH_CLASSES, classes_of
+
+    if "synthetic" in ds and not ds.get("classes"):
+        return list(SYNTH_CLASSES)
+    return classes_of(ds)
+
+
+def settings(cfg: dict, name: str) -> dict:
+    """What one model (an experiment, or ``base``) is trained and evaluated with: the
+    experiment's own keys over the global ``model`` and ``prompt``.
+
+    Adds ``task``, ``family``, ``base`` (as configured), ``base_path`` (as swift is given it),
+    ``min_pixels``, ``max_pixels``, ``prompt``, ``classes`` and for a classification experiment
+    its ``dataset``. ``tuner: none`` means the base model is scored untrained."""
+    if name == "base":
+        exp = {"tuner": "none", "task": "detect"}
+    elif name in cfg["experiments"]:
+        exp = cfg["experiments"][name]
+    else:
+        raise KeyError(f"unknown experiment {name!r}; config has {', '.join(models(cfg))}")
+    m = cfg["model"]
+    out = dict(exp)
+    out["task"] = exp.get("task", "detect")
+    for key in ("family", "base", "min_pixels", "max_pixels"):
+        out[key] = exp.get(key, m[key])
+    out["base_path"] = tiny_path(out["family"]) if out["base"] == "tiny" else out["base"]
+    if out["task"] == "classify":
+        from .classify import default_prompt
+
+        ds = cfg["datasets"][exp["dataset"]]
+        out["classes"] = classify_classes(ds)
+        out["prompt"] = exp.get("prompt") or ds.get("prompt") or default_prompt(out["classes"])
+    else:
+        out["classes"] = list(cfg["classes"])
+        out["prompt"] = exp.get("prompt", cfg["prompt"])
+    return out
+
+
+def check_experiments(cfg: dict) -> None:
+    """Cross-field checks the schema cannot express; ValueError with a clear message."""
+    for name, exp in sorted(cfg["experiments"].items()):
+        task = exp.get("task", "detect")
+        if task == "classify":
+            ds = exp.get("dataset")
+            if ds not in cfg["datasets"]:
+                raise ValueError(
+                    f"experiment {name}: task classify needs `dataset`, one of the datasets "
+                    f"with task classify (got {ds!r})"
+                )
+            if cfg["datasets"][ds].get("task") != "classify":
+                raise ValueError(f"experiment {name}: dataset {ds} has task detect, not classify")
+        elif "dataset" in exp:
+            raise ValueError(
+                f"experiment {name}: `dataset` is for task classify; a detection experiment "
+                "trains on every detection dataset"
+            )
+        elif not detect_datasets(cfg):
+            raise ValueError(f"experiment {name}: task detect but no dataset has task detect")

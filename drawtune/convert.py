@@ -4,6 +4,7 @@ ground truth COCO."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from .coords import ResizeSpec, model_frame, smart_resize, to_model
 
@@ -80,6 +81,7 @@ def truth_coco(records: list[dict], classes: list[str]) -> dict:
 
 
 def dump_jsonl(rows, path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False, sort_keys=False) + "\n")

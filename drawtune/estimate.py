@@ -1,11 +1,12 @@
 """Estimates before paying: training tokens, GPU hours and cost per experiment.
 
-Tokens are counted on the converted training data (``results/swift/train.jsonl`` and its
-manifest): visual tokens from each drawing's smart-resized size, text tokens with the real Qwen
-tokenizer, times the epochs. GPU hours come from a measured reference throughput
-(``bench/throughput.json``, written down in BENCHMARKS.md) scaled by the model's parameter count,
-the tuner (full fine-tuning does about 1.5x the work of LoRA) and the GPU's bf16 peak relative to
-the GPU it was measured on. Cost is GPU-machine hours times the hourly price kept in the profile.
+Tokens are counted on each experiment's converted training data
+(``results/swift/<experiment>/train.jsonl`` and its manifest): visual tokens from each
+drawing's smart-resized size, text tokens with the real Qwen tokenizer, times the epochs. GPU
+hours come from a measured reference throughput (``bench/throughput.json``, written down in
+BENCHMARKS.md) scaled by the model's parameter count, the tuner (full fine-tuning does about
+1.5x the work of LoRA) and the GPU's bf16 peak relative to the GPU it was measured on. Cost is
+GPU-machine hours times the hourly price kept in the profile.
 """
 
 from __future__ import annotations

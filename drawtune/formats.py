@@ -103,6 +103,10 @@ def dataset_stamp(ds: dict, workdir: Path | None = None) -> str:
 
 def read_dataset(ds: dict, rules: Rules, spec) -> ReadResult:
     """Read one configured dataset (keys as in config/schema.yaml)."""
+    if ds.get("task") == "classify":
+        from .classify import read_classify
+
+        return read_classify(ds, rules)
     path = Path(ds["annotations"])
     fmt = ds.get("format", "auto")
     if fmt == "auto":

@@ -117,8 +117,51 @@ def training_cost(telemetry_file) -> tuple[float | None, float | None]:
     return secs, secs * last.get("gpus", 1) / 3600
 
 
-def metrics_table(metrics: dict, out, note: str = "", telemetry: dict | None = None) -> None:
-    """The leaderboard: one row per model, best mAP first, with training time and GPU hours."""
+def _cost_cells(name: str, telemetry: dict, untrained: bool) -> str:
+    secs, gpu_h = training_cost(telemetry.get(name))
+    t = "untrained" if untrained else ("-" if secs is None else f"{secs / 60:.1f} min")
+    g = "-" if gpu_h is None else f"{gpu_h:.3f}"
+    return f"<td>{t}</td><td>{g}</td>"
+
+
+CLASSIFY_COLS = ("accuracy", "macro_f1", "n", "n_invalid", "invalid_rate")
+
+
+def classify_table(metrics: dict, telemetry: dict, untrained=()) -> str:
+    """Classification leaderboard (HTML): best macro-F1 first, per-class P/R below each."""
+    order = sorted(metrics, key=lambda n: (-metrics[n]["macro_f1"], -metrics[n]["accuracy"], n))
+    rows = []
+    for rank, name in enumerate(order, 1):
+        m = metrics[name]
+        cells = "".join(f"<td>{m[c]}</td>" for c in CLASSIFY_COLS)
+        per = "; ".join(
+            f"{html.escape(c)} P {v['precision']:.2f} R {v['recall']:.2f}"
+            for c, v in m["per_class"].items()
+        )
+        rows.append(
+            f"<tr><td>{rank}</td><th>{html.escape(name)}</th>{cells}"
+            f"{_cost_cells(name, telemetry, name in untrained)}<td>{per}</td></tr>"
+        )
+    head = "".join(
+        f"<th>{c}</th>"
+        for c in ("#", "model", *CLASSIFY_COLS, "training time", "GPU hours", "per class")
+    )
+    return (
+        "<h3>Classification</h3>"
+        f"<table border='1' cellpadding='4'><tr>{head}</tr>{''.join(rows)}</table>"
+    )
+
+
+def metrics_table(
+    metrics: dict,
+    out,
+    note: str = "",
+    telemetry: dict | None = None,
+    classify: dict | None = None,
+    untrained=("base",),
+) -> None:
+    """The leaderboard: one row per model, best mAP first, with training time and GPU hours;
+    classification models in a second table, best macro-F1 first."""
     cols = (
         "map",
         "map50",
@@ -136,24 +179,27 @@ def metrics_table(metrics: dict, out, note: str = "", telemetry: dict | None = N
         m = metrics[name]
         rate = m["n_unparseable"] / m["n_images"] if m["n_images"] else 0.0
         cells = "".join(f"<td>{m[c]}</td>" for c in cols)
-        secs, gpu_h = training_cost(telemetry.get(name))
-        t = "untrained" if name == "base" else ("-" if secs is None else f"{secs / 60:.1f} min")
-        g = "-" if gpu_h is None else f"{gpu_h:.3f}"
         rows.append(
             f"<tr><td>{rank}</td><th>{html.escape(name)}</th>{cells}<td>{rate:.1%}</td>"
-            f"<td>{t}</td><td>{g}</td></tr>"
+            f"{_cost_cells(name, telemetry, name in untrained)}</tr>"
         )
     head = "".join(
         f"<th>{c}</th>"
         for c in ("#", "model", *cols, "unparseable rate", "training time", "GPU hours")
     )
-    body = (
-        f"<p>{html.escape(note)}</p>" if note else ""
-    ) + f"<table border='1' cellpadding='4'><tr>{head}</tr>{''.join(rows)}</table>"
+    body = f"<p>{html.escape(note)}</p>" if note else ""
+    if metrics:
+        body += (
+            "<h3>Detection</h3>"
+            f"<table border='1' cellpadding='4'><tr>{head}</tr>{''.join(rows)}</table>"
+        )
+    if classify:
+        body += classify_table(classify, telemetry, untrained)
     Path(out).write_text(f"<html><body>{body}</body></html>\n")
 
 
 COMPARE_KEYS = ("map", "map50", "map75", "precision50", "recall50", "f1_50", "n_unparseable")
+COMPARE_CLASSIFY_KEYS = ("accuracy", "macro_f1", "n_invalid", "invalid_rate")
 
 _COMPARE_JS = """
 const D = JSON.parse(document.getElementById('data').textContent);
@@ -164,8 +210,10 @@ function show() {
     '</th></tr>';
   for (const k of D.keys) {
     const x = D.metrics[a][k], y = D.metrics[b][k];
-    t += '<tr><td>' + k + '</td><td>' + fmt(x) + '</td><td>' + fmt(y) + '</td><td>' +
-      fmt(y - x) + '</td></tr>';
+    if (x === undefined && y === undefined) continue;
+    const diff = (x === undefined || y === undefined) ? '-' : fmt(y - x);
+    t += '<tr><td>' + k + '</td><td>' + fmt(x ?? '-') + '</td><td>' + fmt(y ?? '-') +
+      '</td><td>' + diff + '</td></tr>';
   }
   document.getElementById('table').innerHTML = t;
   let p = '';
@@ -190,23 +238,34 @@ show();
 """
 
 
-def compare_page(metrics: dict, overlays_dir, out) -> None:
+def compare_page(metrics: dict, overlays_dir, out, pictures=None) -> None:
     """One self-contained page where the reader picks any two models and sees their metrics
-    (with the difference) and their overlay pictures of the same test drawings side by side."""
-    models = sorted(metrics, key=lambda n: (-metrics[n]["map"], n))
-    pictures: dict[str, dict[str, str]] = {}
+    (with the difference) and their pictures side by side: overlays of the same test drawings
+    for detection models, the confusion matrix for classification models."""
+    models = sorted(metrics, key=lambda n: (-metrics[n].get("map", -1), n))
+    pictures_by: dict[str, dict[str, str]] = {}
     drawings: set[str] = set()
     for f in sorted(Path(overlays_dir).glob("*__*.png")):
         model, name = f.stem.split("__", 1)
         data = base64.b64encode(f.read_bytes()).decode()
-        pictures.setdefault(model, {})[name] = f"data:image/png;base64,{data}"
+        pictures_by.setdefault(model, {})[name] = f"data:image/png;base64,{data}"
         drawings.add(name)
+    for f in sorted(Path(pictures).glob("*.png")) if pictures else []:
+        data = base64.b64encode(f.read_bytes()).decode()
+        pictures_of = pictures_by.setdefault(f.stem, {})
+        pictures_of["confusion matrix"] = f"data:image/png;base64,{data}"
+        drawings.add("confusion matrix")
     data = {
         "models": models,
-        "keys": list(COMPARE_KEYS),
-        "metrics": {m: {k: metrics[m][k] for k in COMPARE_KEYS} for m in models},
+        "keys": [*COMPARE_KEYS, *COMPARE_CLASSIFY_KEYS],
+        "metrics": {
+            m: {
+                k: metrics[m][k] for k in (*COMPARE_KEYS, *COMPARE_CLASSIFY_KEYS) if k in metrics[m]
+            }
+            for m in models
+        },
         "drawings": sorted(drawings),
-        "pictures": pictures,
+        "pictures": pictures_by,
     }
     payload = json.dumps(data, sort_keys=True).replace("</", "<\\/")
     Path(out).write_text(
@@ -248,7 +307,9 @@ def _sha(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def accounting(summaries: list[dict], split_summary: dict) -> str:
+def accounting(
+    summaries: list[dict], split_summary: dict | None, classify_splits: dict | None = None
+) -> str:
     """Every input record accounted for: per dataset read = converted + rejected, then the
     split (duplicates rejected there), as an HTML table."""
     rows = "".join(
@@ -258,14 +319,20 @@ def accounting(summaries: list[dict], split_summary: dict) -> str:
     )
     total = [sum(s[k] for s in summaries) for k in ("read", "converted", "rejected")]
     rows += f"<tr><th>all</th><th>{total[0]}</th><th>{total[1]}</th><th>{total[2]}</th></tr>"
-    sp = split_summary
-    return (
+    text = (
         "<h3>Records</h3><table border='1'><tr><th>dataset</th><th>read</th><th>converted</th>"
         "<th>rejected</th></tr>" + rows + "</table>"
-        f"<p>Split: train {sp['train']}, val {sp['val']}, test {sp['test']}; "
-        f"{sp['duplicates_rejected']} repeated images rejected "
-        "(results/splits/rejects.jsonl). Rejected records with their reasons: "
-        "results/validated/&lt;dataset&gt;/rejects.jsonl.</p>"
+    )
+    splits = {"detection": split_summary} if split_summary else {}
+    splits.update({f"classification {k}": v for k, v in sorted((classify_splits or {}).items())})
+    for name, sp in splits.items():
+        text += (
+            f"<p>{html.escape(name)} split: train {sp['train']}, val {sp['val']}, "
+            f"test {sp['test']}; {sp['duplicates_rejected']} repeated images rejected.</p>"
+        )
+    return text + (
+        "<p>Rejected records with their reasons: results/validated/&lt;dataset&gt;/rejects.jsonl"
+        " and the rejects.jsonl beside each split.</p>"
     )
 
 

@@ -25,7 +25,7 @@ import yaml
 from PIL import Image, ImageDraw
 
 from . import swift_cmd
-from .config import base_model, fill_defaults, load_schema
+from .config import check_experiments, fill_defaults, load_schema, settings
 from .convert import dump_jsonl, load_jsonl
 from .coords import ResizeSpec, from_model
 from .images import ImageProblem, inspect
@@ -45,7 +45,12 @@ def load_config(path) -> dict:
     except jsonschema.ValidationError as e:
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise ServeError(f"{path}: {where}: {e.message}") from None
-    return fill_defaults(cfg, schema)
+    cfg = fill_defaults(cfg, schema)
+    try:
+        check_experiments(cfg)
+    except ValueError as e:
+        raise ServeError(f"{path}: {e}") from None
+    return cfg
 
 
 @dataclass
@@ -55,6 +60,7 @@ class Target:
     model: str
     adapters: dict[str, str]
     names: list[str]  # the model names a client asks for
+    settings: dict  # family, image-size bounds, prompt and task the models were trained with
 
 
 def resolve(cfg: dict, experiments: list[str], lora: bool = False, root=".") -> Target:
@@ -70,14 +76,23 @@ def resolve(cfg: dict, experiments: list[str], lora: bool = False, root=".") -> 
         if len(experiments) != 1:
             raise ServeError("several experiments at once need --lora (adapters on one base)")
         (e,) = experiments
-        if e == "base":
-            return Target(base_model(cfg), {}, [e])
+        s = settings(cfg, e)
+        if s["tuner"] == "none":
+            return Target(s["base_path"], {}, [e], s)
         merged = root / "results/merged" / e
         if not (merged / "config.json").is_file():
             raise ServeError(f"{merged} is missing: run `snakemake {merged}` first")
-        return Target(str(merged), {}, [e])
+        return Target(str(merged), {}, [e], s)
     adapters = {}
+    first = settings(cfg, experiments[0])
+    shared = ("base_path", "family", "min_pixels", "max_pixels", "task")
     for e in experiments:
+        s = settings(cfg, e)
+        if any(s[k] != first[k] for k in shared):
+            raise ServeError(
+                f"--lora serves adapters on one base model: {experiments[0]} and {e} differ in "
+                + ", ".join(k for k in shared if s[k] != first[k])
+            )
         tuner = cfg["experiments"].get(e, {}).get("tuner")
         if tuner not in ("lora", "qlora"):
             raise ServeError(f"experiment {e!r} has tuner {tuner!r}; --lora serves LoRA adapters")
@@ -85,7 +100,7 @@ def resolve(cfg: dict, experiments: list[str], lora: bool = False, root=".") -> 
         if not (path / "adapter_config.json").is_file():
             raise ServeError(f"{path} is missing: run `snakemake {path}` first")
         adapters[e] = str(path)
-    return Target(base_model(cfg), adapters, list(experiments))
+    return Target(first["base_path"], adapters, list(experiments), first)
 
 
 def deploy_command(
@@ -109,15 +124,25 @@ def deploy_command(
     return cmd
 
 
-def spec_of(cfg: dict) -> ResizeSpec:
-    m = cfg["model"]
-    return ResizeSpec(min_pixels=m["min_pixels"], max_pixels=m["max_pixels"])
+def spec_of(s: dict) -> ResizeSpec:
+    """Smart-resize bounds of a model's settings (``drawtune.config.settings``)."""
+    return ResizeSpec(min_pixels=s["min_pixels"], max_pixels=s["max_pixels"])
 
 
-def serve_env(cfg: dict, model: str, device: str = "cpu") -> dict:
-    m = cfg["model"]
-    env = swift_cmd.swift_env(m["family"], m["min_pixels"], m["max_pixels"], model, device)
+def serve_env(s: dict, model: str, device: str = "cpu") -> dict:
+    env = swift_cmd.swift_env(s["family"], s["min_pixels"], s["max_pixels"], model, device)
     return swift_cmd.child_env(env)
+
+
+def answer(text: str | None, s: dict, width: int, height: int) -> dict:
+    """One answer read as the model's task: boxes in the drawing's pixels, or a class."""
+    if s["task"] == "classify":
+        from .classify import parse_class
+
+        label = parse_class(text, s["classes"])
+        return {"parsed": label is not None, "label": label}
+    parsed, boxes = pixel_boxes(text, s["family"], width, height, spec_of(s))
+    return {"parsed": parsed.ok, "boxes": boxes}
 
 
 # --------------------------------------------------------------------------- answers
@@ -148,19 +173,18 @@ def image_message(path, prompt: str) -> list[dict]:
 
 
 def ask(client, model: str, image, cfg: dict, max_tokens: int | None = None) -> dict:
-    """Boxes for one drawing from a running server, through an ``openai.OpenAI`` client."""
+    """Boxes (or the class, for a classification experiment) for one drawing from a running
+    server, through an ``openai.OpenAI`` client; ``model`` is a served experiment name."""
+    s = settings(cfg, model)
     facts = _facts(image)
     reply = client.chat.completions.create(
         model=model,
-        messages=image_message(facts.path, cfg["prompt"]),
+        messages=image_message(facts.path, s["prompt"]),
         max_tokens=max_tokens or cfg["predict"]["max_new_tokens"],
         temperature=0,
     )
     text = reply.choices[0].message.content
-    parsed, boxes = pixel_boxes(
-        text, cfg["model"]["family"], facts.width, facts.height, spec_of(cfg)
-    )
-    return {"image": str(image), "parsed": parsed.ok, "boxes": boxes, "response": text}
+    return {"image": str(image), **answer(text, s, facts.width, facts.height), "response": text}
 
 
 def draw(image, boxes: list[dict], out) -> None:
@@ -181,20 +205,28 @@ def _facts(image, normalised_dir=None):
 
 
 def predict_images(
-    cfg: dict, model: str, images: list, out_dir, log_path=None, device: str = "cpu"
+    cfg: dict,
+    model: str,
+    images: list,
+    out_dir,
+    log_path=None,
+    device: str = "cpu",
+    experiment: str = "base",
 ) -> list[dict]:
-    """Answers for a few drawings with ``swift infer``; writes ``<stem>.png`` overlays and
-    ``predictions.jsonl`` under ``out_dir`` and returns one row per drawing."""
+    """Answers for a few drawings with ``swift infer``, with the family, image size and
+    prompt of ``experiment``; writes ``<stem>.png`` overlays and ``predictions.jsonl`` under
+    ``out_dir`` and returns one row per drawing."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    family, spec = cfg["model"]["family"], spec_of(cfg)
+    s = settings(cfg, experiment)
+    family = s["family"]
     facts = [_facts(i, out_dir / "pages") for i in images]
     with tempfile.TemporaryDirectory(prefix="drawtune-predict-") as tmp:
         data = Path(tmp) / "in.jsonl"
         dump_jsonl(
             (
                 {
-                    "messages": [{"role": "user", "content": "<image>" + cfg["prompt"]}],
+                    "messages": [{"role": "user", "content": "<image>" + s["prompt"]}],
                     "images": [str(Path(f.path).resolve())],
                 }
                 for f in facts
@@ -213,8 +245,11 @@ def predict_images(
         )
         log = Path(log_path) if log_path else out_dir / "predict.log"
         with log.open("w") as fh:
+            from .stages import _executable
+
+            cmd = [_executable(cmd[0]), *cmd[1:]]  # works from an un-activated virtualenv too
             p = subprocess.run(
-                cmd, env=serve_env(cfg, model, device), stdout=fh, stderr=subprocess.STDOUT
+                cmd, env=serve_env(s, model, device), stdout=fh, stderr=subprocess.STDOUT
             )
         if p.returncode:
             tail = log.read_text().strip().splitlines()[-5:]
@@ -225,22 +260,17 @@ def predict_images(
     out = []
     for image, f, row in zip(images, facts, rows, strict=True):
         text = row.get("response")
-        parsed, boxes = pixel_boxes(text, family, f.width, f.height, spec)
+        got = answer(text, s, f.width, f.height)
         name, _, page = str(image).partition("#")
         picture = out_dir / f"{Path(name).stem}{'_p' + page if page else ''}.png"
-        draw(f.path, boxes, picture)
-        out.append(
-            {
-                "image": str(image),
-                "parsed": parsed.ok,
-                "boxes": boxes,
-                "overlay": str(picture),
-                "response": text,
-            }
-        )
+        if "boxes" in got:
+            draw(f.path, got["boxes"], picture)
+            got["overlay"] = str(picture)
+        out.append({"image": str(image), **got, "response": text})
     dump_jsonl(out, out_dir / "predictions.jsonl")
     return out
 
 
 def describe(rows: list[dict]) -> str:
-    return "\n".join(json.dumps({k: r[k] for k in ("image", "parsed", "boxes")}) for r in rows)
+    keys = ("image", "parsed", "boxes", "label")
+    return "\n".join(json.dumps({k: r[k] for k in keys if k in r}) for r in rows)

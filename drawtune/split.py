@@ -34,15 +34,17 @@ def split_records(records: list[dict], val: float, test: float, salt: str = "dra
     for r in records:
         first = seen.get(r["sha256"])
         if first is not None:
-            same = first["boxes"] == r["boxes"]
-            reason = "duplicate of" if same else "same image content as"
+            if first.get("label") != r.get("label"):  # classification records
+                differs = f" with a different label ({first['label']!r}, not {r['label']!r})"
+            else:
+                differs = "" if first["boxes"] == r["boxes"] else " with different boxes"
+            reason = "same image content as" if differs else "duplicate of"
             rejects.append(
                 {
                     "file": r["source"],
                     "record": r["record"],
                     "field": "image",
-                    "reason": f"{reason} {first['source']} {first['record']}"
-                    + ("" if same else " with different boxes"),
+                    "reason": f"{reason} {first['source']} {first['record']}{differs}",
                 }
             )
             continue

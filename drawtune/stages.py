@@ -122,12 +122,45 @@ def split_dataset(
     return summary
 
 
+def split_classify(
+    records_file, val: float, test: float, salt: str, outputs: dict, rejects_out, summary_out
+) -> dict:
+    """Stable splits of one classification dataset (the same hash rule as detection)."""
+    records = load_jsonl(records_file)
+    splits, rejects = split_records(records, val, test, salt)
+    for s in SPLITS:
+        dump_jsonl(splits[s], outputs[s])
+    dump_jsonl(rejects, rejects_out)
+    summary = {s: len(splits[s]) for s in SPLITS}
+    summary["duplicates_rejected"] = len(rejects)
+    summary["read"] = len(records)
+    write_json(summary, summary_out)
+    for s in ("train", "test"):
+        if not splits[s]:
+            raise StageError(f"{records_file}: the {s} split is empty: add labelled drawings")
+    log.info("split: %s", summary)
+    return summary
+
+
 # --------------------------------------------------------------------------- convert
 def convert_split(
-    records_file, family: str, prompt: str, spec: ResizeSpec, jsonl_out, manifest_out
+    records_file,
+    family: str,
+    prompt: str,
+    spec: ResizeSpec,
+    jsonl_out,
+    manifest_out,
+    task: str = "detect",
 ) -> int:
+    """One split as ms-swift rows: boxes in the family's coordinates, or the class name."""
     records = load_jsonl(records_file)
-    dump_jsonl([swift_row(r, family, prompt, spec) for r in records], jsonl_out)
+    if task == "classify":
+        from .classify import swift_row as class_row
+
+        rows = [class_row(r, prompt) for r in records]
+    else:
+        rows = [swift_row(r, family, prompt, spec) for r in records]
+    dump_jsonl(rows, jsonl_out)
     dump_jsonl([manifest_row(r, family, spec) for r in records], manifest_out)
     return len(records)
 

@@ -114,10 +114,14 @@ def _table(d, rng, x0, y0, rows, col_w, row_h, fs, header):
     return (x0, y0, x1, y1)
 
 
-def draw_sheet(seed: int, index: int, width: int = 640):
-    """One sheet: ``(PIL image, [(label, [x1, y1, x2, y2]), ...])``, boxes in pixels."""
+def draw_sheet(seed: int, index: int, width: int = 640, height: int | None = None):
+    """One sheet: ``(PIL image, [(label, [x1, y1, x2, y2]), ...])``, boxes in pixels.
+
+    ``height`` defaults to an A-series landscape sheet (``width / sqrt(2)``); a larger one gives
+    a portrait sheet with the same layout rules and the same random choices."""
     rng = random.Random(f"drawtune-synth-{seed}-{index}")
-    height = int(round(width / 2**0.5))
+    if height is None:
+        height = int(round(width / 2**0.5))
     img = Image.new("L", (width, height), 255)
     d = ImageDraw.Draw(img)
     fs = max(8, width // 60)

@@ -12,6 +12,20 @@ rule synth_drawings:
         "../scripts/synth_drawings.py"
 
 
+rule synth_classify:
+    output:
+        annotations="resources/synth-classify/{dataset}/labels.csv",
+        images=directory("resources/synth-classify/{dataset}/images"),
+    log:
+        "logs/synth_classify/{dataset}.log",
+    conda:
+        "../envs/drawtune.yaml"
+    params:
+        synthetic=lambda wc: dataset_cfg(wc.dataset)["synthetic"],
+    script:
+        "../scripts/synth_classify.py"
+
+
 rule validate_annotations:
     input:
         unpack(dataset_inputs),
@@ -29,7 +43,7 @@ rule validate_annotations:
     params:
         dataset=dataset_params,
         files=dataset_files_stamp,
-        classes=config["classes"],
+        classes=dataset_classes,
         validation=config["validation"],
         resize=resize_params(),
     script:
@@ -40,7 +54,7 @@ rule split_dataset:
     input:
         records=expand(
             rules.validate_annotations.output.records,
-            dataset=sorted(config["datasets"]),
+            dataset=DETECT,
         ),
     output:
         **{s: f"results/splits/{s}.jsonl" for s in SPLITS},
@@ -58,19 +72,37 @@ rule split_dataset:
         "../scripts/split_dataset.py"
 
 
-rule convert_annotations:
+rule split_classify:
     input:
-        records="results/splits/{split}.jsonl",
+        records=rules.validate_annotations.output.records,
     output:
-        jsonl="results/swift/{split}.jsonl",
-        manifest="results/swift/{split}.manifest.jsonl",
+        **{s: f"results/splits/classify/{{dataset}}/{s}.jsonl" for s in SPLITS},
+        rejects="results/splits/classify/{dataset}/rejects.jsonl",
+        summary="results/splits/classify/{dataset}/summary.json",
     log:
-        "logs/convert_annotations/{split}.log",
+        "logs/split_classify/{dataset}.log",
     conda:
         "../envs/drawtune.yaml"
     params:
-        family=FAMILY,
-        prompt=config["prompt"],
-        resize=resize_params(),
+        split=config["split"],
+    script:
+        "../scripts/split_classify.py"
+
+
+rule convert_annotations:
+    input:
+        records=split_records_file,
+    output:
+        jsonl="results/swift/{model}/{split}.jsonl",
+        manifest="results/swift/{model}/{split}.manifest.jsonl",
+    log:
+        "logs/convert_annotations/{model}/{split}.log",
+    conda:
+        "../envs/drawtune.yaml"
+    params:
+        task=setting("task"),
+        family=setting("family"),
+        prompt=setting("prompt"),
+        resize=model_resize,
     script:
         "../scripts/convert_annotations.py"

@@ -1,7 +1,7 @@
 rule predict_split:
     input:
         model=model_for,
-        data="results/swift/{split}.jsonl",
+        data=rules.convert_annotations.output.jsonl,
     output:
         results="results/predictions/{model}/{split}.jsonl",
     log:
@@ -17,8 +17,8 @@ rule predict_split:
         runtime=240,
     params:
         model=model_path_for,
-        family=FAMILY,
-        resize=resize_params(),
+        family=setting("family"),
+        resize=model_resize,
         predict=config["predict"],
     script:
         "../scripts/predict_split.py"

@@ -1,8 +1,8 @@
 rule score_detections:
     input:
         results="results/predictions/{model}/test.jsonl",
-        truth="results/splits/test.coco.json",
-        manifest="results/swift/test.manifest.jsonl",
+        truth=rules.split_dataset.output.test_truth,
+        manifest=swift_data("test", "manifest"),
     output:
         metrics=report(
             "results/metrics/{model}/test.json",
@@ -14,28 +14,66 @@ rule score_detections:
         details="results/metrics/{model}/test.details.jsonl",
     log:
         "logs/score_detections/{model}.log",
+    wildcard_constraints:
+        model=one_of(DETECT_MODELS),
     conda:
         "../envs/drawtune.yaml"
     params:
-        family=FAMILY,
-        resize=resize_params(),
+        family=setting("family"),
+        resize=model_resize,
     script:
         "../scripts/score_detections.py"
 
 
+rule score_classification:
+    input:
+        results="results/predictions/{model}/test.jsonl",
+        truth=classify_truth,
+    output:
+        metrics=report(
+            "results/metrics/{model}/test.json",
+            caption="../report/metrics_classify.rst",
+            category="Metrics",
+            subcategory="{model}",
+            labels={"model": "{model}", "file": "metrics (JSON)"},
+        ),
+        details="results/metrics/{model}/test.details.jsonl",
+    log:
+        "logs/score_classification/{model}.log",
+    wildcard_constraints:
+        model=one_of(CLASSIFY_MODELS),
+    conda:
+        "../envs/drawtune.yaml"
+    params:
+        classes=setting("classes"),
+    script:
+        "../scripts/score_classification.py"
+
+
 rule report_assets:
     input:
-        metrics=expand(rules.score_detections.output.metrics, model=MODELS),
-        details=expand(rules.score_detections.output.details, model=MODELS),
-        logging=expand(rules.train_adapter.output.logging, experiment=EXPERIMENTS),
-        telemetry=expand(rules.train_adapter.output.telemetry, experiment=EXPERIMENTS),
-        truth="results/splits/test.coco.json",
+        metrics=expand(rules.score_detections.output.metrics, model=DETECT_MODELS),
+        details=expand(rules.score_detections.output.details, model=DETECT_MODELS),
+        classify=expand(
+            rules.score_classification.output.metrics, model=CLASSIFY_MODELS
+        ),
+        logging=expand(rules.train_adapter.output.logging, experiment=TRAINED),
+        telemetry=expand(rules.train_adapter.output.telemetry, experiment=TRAINED),
+        truth=rules.split_dataset.output.test_truth if DETECT else [],
         summaries=expand(
             rules.validate_annotations.output.summary,
             dataset=sorted(config["datasets"]),
         ),
-        split_summary="results/splits/summary.json",
-        data=expand("results/swift/{split}.jsonl", split=SPLITS),
+        split_summary=rules.split_dataset.output.summary if DETECT else [],
+        classify_splits=expand(rules.split_classify.output.summary, dataset=CLASSIFY),
+        data=[
+            *(expand("results/splits/{split}.jsonl", split=SPLITS) if DETECT else []),
+            *expand(
+                "results/splits/classify/{dataset}/{split}.jsonl",
+                dataset=CLASSIFY,
+                split=SPLITS,
+            ),
+        ],
     output:
         table=report(
             "results/report/metrics.html",
@@ -68,6 +106,13 @@ rule report_assets:
             category="Drawings",
             labels={"model": "{model}", "drawing": "{name}"},
         ),
+        confusion=report(
+            directory("results/report/confusion"),
+            patterns=["{model}.png"],
+            caption="../report/confusion.rst",
+            category="Metrics",
+            labels={"model": "{model}", "file": "confusion matrix"},
+        ),
         compare=report(
             "results/report/compare.html",
             caption="../report/compare.rst",
@@ -85,8 +130,11 @@ rule report_assets:
     conda:
         "../envs/drawtune.yaml"
     params:
-        models=MODELS,
-        experiments=EXPERIMENTS,
+        models=DETECT_MODELS,
+        classify_models=CLASSIFY_MODELS,
+        experiments=TRAINED,
+        untrained=[m for m in MODELS if SETTINGS[m]["tuner"] == "none"],
+        classify_datasets=CLASSIFY,
         overlays=config["report"]["overlays"],
         note=report_note(),
         config_text=lambda wc: json.dumps(config, indent=2, sort_keys=True),

@@ -1,9 +1,9 @@
 rule train_adapter:
     input:
         model=base_model_input,
-        train="results/swift/train.jsonl",
-        val="results/swift/val.jsonl",
-        manifest="results/swift/train.manifest.jsonl",
+        train=swift_data("train"),
+        val=swift_data("val"),
+        manifest=swift_data("train", "manifest"),
     output:
         adapter=directory("results/train/{experiment}/adapter"),
         logging="results/train/{experiment}/logging.jsonl",
@@ -21,10 +21,10 @@ rule train_adapter:
         mem_mb=64000,
         runtime=1440,
     params:
-        base=base_model(),
-        family=FAMILY,
-        resize=resize_params(),
-        train=lambda wc: experiment_cfg(wc.experiment),
+        base=setting("base_path"),
+        family=setting("family"),
+        resize=model_resize,
+        train=lambda wc: config["experiments"][wc.experiment],
         run_dir=lambda wc, output: str(Path(output.logging).parent / "run"),
     script:
         "../scripts/train_adapter.py"
@@ -48,9 +48,9 @@ rule merge_adapter:
         mem_mb=64000,
         runtime=120,
     params:
-        base=base_model(),
-        family=FAMILY,
-        resize=resize_params(),
-        tuner=lambda wc: experiment_cfg(wc.experiment)["tuner"],
+        base=setting("base_path"),
+        family=setting("family"),
+        resize=model_resize,
+        tuner=setting("tuner"),
     script:
         "../scripts/merge_adapter.py"

@@ -13,5 +13,6 @@ if __name__ == "__main__":
         resize_spec(p),
         snakemake.output.jsonl,
         snakemake.output.manifest,
+        task=p.task,
     )
     log.info("converted %d records for %s", n, p.family)

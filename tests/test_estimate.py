@@ -4,6 +4,7 @@ measured reference throughput, cost from the profile's hourly price."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -103,15 +104,15 @@ def test_estimate_command_on_converted_data(tmp_path):
     from drawtune.synth import write_dataset
 
     write_dataset(tmp_path / "data", n=6, seed=1, width=320)
-    out = tmp_path / "results/swift"
-    out.mkdir(parents=True)
+    out = tmp_path / "results/swift"  # `drawtune convert` creates the folders
     conv = subprocess.run(
         [str(BIN / "drawtune"), "convert", "--input", "data/annotations.json", "--family",
-         "qwen3_vl", "--out", "results/swift/train.jsonl",
-         "--manifest", "results/swift/train.manifest.jsonl"],
+         "qwen3_vl", "--out", "results/swift/r8/train.jsonl",
+         "--manifest", "results/swift/r8/train.manifest.jsonl"],
         cwd=tmp_path, capture_output=True, text=True,
     )  # fmt: skip
     assert conv.returncode == 0, conv.stderr
+    shutil.copytree(out / "r8", out / "ft")  # each experiment has its own converted data
     cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     cfg["model"]["base"] = "Qwen/Qwen3-VL-4B-Instruct"
     cfg["experiments"] = {"r8": {"tuner": "lora", "epochs": 3}, "ft": {"tuner": "full"}}
@@ -140,5 +141,5 @@ def test_estimate_command_on_converted_data(tmp_path):
     assert "r8" in text and "L4" in text and "USD" in text
 
     missing = _estimate(tmp_path, "--data", "nowhere")
-    assert missing.returncode == 2 and "snakemake nowhere/train.jsonl" in missing.stderr
-    assert Path(tmp_path / "results/swift/train.jsonl").is_file()
+    assert missing.returncode == 2 and "snakemake nowhere/ft/train.jsonl" in missing.stderr
+    assert Path(tmp_path / "results/swift/r8/train.jsonl").is_file()

@@ -101,7 +101,8 @@ def _drawtune(wd, *args, **kw):
 @pytest.mark.workflow
 def test_predict_command_draws_boxes(finished_workflow):
     wd = finished_workflow
-    test_images = [r["images"][0] for r in map(json.loads, open(wd / "results/swift/test.jsonl"))]
+    test_rows = map(json.loads, open(wd / "results/swift/demo/test.jsonl"))
+    test_images = [r["images"][0] for r in test_rows]
     images = test_images[:2]
     p = _drawtune(wd, "predict", *images, "--experiment", "demo", "--out", "adhoc", timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -146,7 +147,7 @@ def test_serve_answers_through_openai_client(finished_workflow):
                 time.sleep(2)
         assert names == ["demo"]
         cfg = load_config(wd / "config/config.yaml")
-        image = json.loads(open(wd / "results/swift/test.jsonl").readline())["images"][0]
+        image = json.loads(open(wd / "results/swift/demo/test.jsonl").readline())["images"][0]
         got = ask(client, "demo", wd / image, cfg)
         assert isinstance(got["response"], str) and got["response"]
         assert isinstance(got["parsed"], bool) and isinstance(got["boxes"], list)

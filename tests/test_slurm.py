@@ -92,7 +92,7 @@ def prepared(cluster, tmp_path_factory) -> Path:
     cfg = tiny_config("data/drawings/annotations.json")
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     write_test_profile(wd)
-    swift = [f"results/swift/{s}.jsonl" for s in ("train", "val", "test")]
+    swift = [f"results/swift/demo/{s}.jsonl" for s in ("train", "val", "test")]
     run_snakemake(cluster, wd, *swift, "resources/models/tiny-qwen3_vl")
     return wd
 
@@ -249,7 +249,7 @@ def test_workflow_runs_gpu_rules_as_slurm_jobs(cluster, preempted):
     wd, out = preempted["wd"], preempted["out"]
     assert "sbatch" in out.lower() or "submitted" in out.lower(), out[-3000:]
     metrics = json.loads((wd / "results/metrics/demo/test.json").read_text())
-    assert metrics["n_images"] == len(load_jsonl(wd / "results/swift/test.jsonl")) > 0
+    assert metrics["n_images"] == len(load_jsonl(wd / "results/swift/demo/test.jsonl")) > 0
     assert "Nothing to be done" in run_snakemake(cluster, wd, "-n", timeout=60)
     # completed jobs: train (after the cancelled one), merge, predict for demo and base
     counts = {"train_adapter": 1, "merge_adapter": 1, "predict_split": 2}

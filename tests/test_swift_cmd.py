@@ -82,6 +82,8 @@ def test_fill_defaults_dataset_entries():
         "on_error": "reject",
         "drop": [],
         "box_units": "pixels",
+        "task": "detect",
+        "columns": {"image": "image", "label": "label"},
     }
 
 

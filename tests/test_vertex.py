@@ -366,7 +366,7 @@ def test_workflow_on_vertex(finished_workflow, cloud, tmp_path):
     assert load_jsonl(wd / "results/train/demo/telemetry.jsonl")  # written in the job
     assert train["kwargs"]["telemetry_out"] == f"{run}/results/train/demo/telemetry.jsonl"
     assert (wd / "results/merged/demo/config.json").is_file()
-    test_rows = load_jsonl(wd / "results/swift/test.jsonl")
+    test_rows = load_jsonl(wd / "results/swift/demo/test.jsonl")
     for model in ("base", "demo"):
         preds = load_jsonl(wd / f"results/predictions/{model}/test.jsonl")
         assert [p["images"][0]["path"] for p in preds] == [r["images"][0] for r in test_rows]
@@ -378,7 +378,7 @@ def test_workflow_on_vertex(finished_workflow, cloud, tmp_path):
     log = (wd / "logs/predict_split/demo/test.log").read_text()
     uploaded = re.findall(r"uploaded (gs://\S+)", log)
     assert uploaded and all("/results/merged/" not in u for u in uploaded), uploaded
-    assert f"uploaded {run}/results/swift/test.jsonl" in log
+    assert f"uploaded {run}/results/swift/demo/test.jsonl" in log
     log = (wd / "logs/merge_adapter/demo.log").read_text()
     assert re.search(r"staged to gs://\S+: 0 uploaded, \d+ unchanged", log), log[-2000:]
     # nothing is left to do

@@ -31,10 +31,14 @@ def test_default_config_dry_run(tmp_path):
         "merge_adapter",
         "predict_split",
         "score_detections",
+        "synth_classify",
+        "split_classify",
+        "score_classification",
         "report_assets",
     ):
         assert rule in jobs, rule
-    assert jobs.count("predict_split") == 2  # the fine-tuned experiment and the untrained base
+    # the detection experiment, the untrained base and the classification experiment
+    assert jobs.count("predict_split") == 3
 
 
 def test_whole_run_outputs(finished_workflow):
@@ -42,7 +46,7 @@ def test_whole_run_outputs(finished_workflow):
     for model in ("demo", "base"):
         metrics = json.loads((wd / f"results/metrics/{model}/test.json").read_text())
         assert tuple(sorted(metrics)) == tuple(sorted(METRIC_KEYS))
-        test_rows = load_jsonl(wd / "results/swift/test.jsonl")
+        test_rows = load_jsonl(wd / f"results/swift/{model}/test.jsonl")
         assert metrics["n_images"] == len(test_rows) > 0
         preds = load_jsonl(wd / f"results/predictions/{model}/test.jsonl")
         # swift infer returns rows in input order
@@ -105,7 +109,7 @@ def test_changed_inference_setting_does_not_retrain(finished_workflow, tmp_path)
 
 def test_changed_prompt_reconverts_and_retrains(finished_workflow, tmp_path):
     jobs = _variant(finished_workflow, tmp_path, {"prompt": "Find the views."})
-    assert jobs.count("convert_annotations") == 3
+    assert jobs.count("convert_annotations") == 4  # demo's three splits, base's test split
     assert "train_adapter" in jobs and "predict_split" in jobs
     for rule in ("validate_annotations", "split_dataset", "build_tiny_model"):
         assert rule not in jobs
