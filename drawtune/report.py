@@ -124,31 +124,46 @@ def _cost_cells(name: str, telemetry: dict, untrained: bool) -> str:
     return f"<td>{t}</td><td>{g}</td>"
 
 
+DETECT_COLS = (
+    "map",
+    "map50",
+    "map75",
+    "precision50",
+    "recall50",
+    "f1_50",
+    "n_images",
+    "n_unparseable",
+)
 CLASSIFY_COLS = ("accuracy", "macro_f1", "n", "n_invalid", "invalid_rate")
 
 
-def classify_table(metrics: dict, telemetry: dict, untrained=()) -> str:
-    """Classification leaderboard (HTML): best macro-F1 first, per-class P/R below each."""
-    order = sorted(metrics, key=lambda n: (-metrics[n]["macro_f1"], -metrics[n]["accuracy"], n))
+def _unparseable_rate(m: dict) -> str:
+    return f"{m['n_unparseable'] / m['n_images'] if m['n_images'] else 0.0:.1%}"
+
+
+def _per_class_pr(m: dict) -> str:
+    return "; ".join(
+        f"{html.escape(c)} P {v['precision']:.2f} R {v['recall']:.2f}"
+        for c, v in m["per_class"].items()
+    )
+
+
+def _leaderboard(title, metrics, rank_by, cols, telemetry, untrained, before=(), after=()):
+    """One ranked HTML table: metric columns, derived columns (``(header, fn)``) before and
+    after the training time and GPU hours."""
+    order = sorted(metrics, key=lambda n: (*(-metrics[n][k] for k in rank_by), n))
     rows = []
     for rank, name in enumerate(order, 1):
         m = metrics[name]
-        cells = "".join(f"<td>{m[c]}</td>" for c in CLASSIFY_COLS)
-        per = "; ".join(
-            f"{html.escape(c)} P {v['precision']:.2f} R {v['recall']:.2f}"
-            for c, v in m["per_class"].items()
-        )
-        rows.append(
-            f"<tr><td>{rank}</td><th>{html.escape(name)}</th>{cells}"
-            f"{_cost_cells(name, telemetry, name in untrained)}<td>{per}</td></tr>"
-        )
-    head = "".join(
-        f"<th>{c}</th>"
-        for c in ("#", "model", *CLASSIFY_COLS, "training time", "GPU hours", "per class")
-    )
+        cells = "".join(f"<td>{m[c]}</td>" for c in cols)
+        cells += "".join(f"<td>{fn(m)}</td>" for _, fn in before)
+        cells += _cost_cells(name, telemetry, name in untrained)
+        cells += "".join(f"<td>{fn(m)}</td>" for _, fn in after)
+        rows.append(f"<tr><td>{rank}</td><th>{html.escape(name)}</th>{cells}</tr>")
+    heads = ("#", "model", *cols, *(h for h, _ in before), "training time", "GPU hours")
+    head = "".join(f"<th>{c}</th>" for c in (*heads, *(h for h, _ in after)))
     return (
-        "<h3>Classification</h3>"
-        f"<table border='1' cellpadding='4'><tr>{head}</tr>{''.join(rows)}</table>"
+        f"<h3>{title}</h3><table border='1' cellpadding='4'><tr>{head}</tr>{''.join(rows)}</table>"
     )
 
 
@@ -162,39 +177,28 @@ def metrics_table(
 ) -> None:
     """The leaderboard: one row per model, best mAP first, with training time and GPU hours;
     classification models in a second table, best macro-F1 first."""
-    cols = (
-        "map",
-        "map50",
-        "map75",
-        "precision50",
-        "recall50",
-        "f1_50",
-        "n_images",
-        "n_unparseable",
-    )
     telemetry = telemetry or {}
-    rows = []
-    order = sorted(metrics, key=lambda n: (-metrics[n]["map"], -metrics[n]["map50"], n))
-    for rank, name in enumerate(order, 1):
-        m = metrics[name]
-        rate = m["n_unparseable"] / m["n_images"] if m["n_images"] else 0.0
-        cells = "".join(f"<td>{m[c]}</td>" for c in cols)
-        rows.append(
-            f"<tr><td>{rank}</td><th>{html.escape(name)}</th>{cells}<td>{rate:.1%}</td>"
-            f"{_cost_cells(name, telemetry, name in untrained)}</tr>"
-        )
-    head = "".join(
-        f"<th>{c}</th>"
-        for c in ("#", "model", *cols, "unparseable rate", "training time", "GPU hours")
-    )
     body = f"<p>{html.escape(note)}</p>" if note else ""
     if metrics:
-        body += (
-            "<h3>Detection</h3>"
-            f"<table border='1' cellpadding='4'><tr>{head}</tr>{''.join(rows)}</table>"
+        body += _leaderboard(
+            "Detection",
+            metrics,
+            ("map", "map50"),
+            DETECT_COLS,
+            telemetry,
+            untrained,
+            before=[("unparseable rate", _unparseable_rate)],
         )
     if classify:
-        body += classify_table(classify, telemetry, untrained)
+        body += _leaderboard(
+            "Classification",
+            classify,
+            ("macro_f1", "accuracy"),
+            CLASSIFY_COLS,
+            telemetry,
+            untrained,
+            after=[("per class", _per_class_pr)],
+        )
     Path(out).write_text(f"<html><body>{body}</body></html>\n")
 
 

@@ -110,3 +110,20 @@ def test_compare_page_holds_every_model_and_picture(tmp_path):
     assert data["drawings"] == ["sheet_1", "sheet_2"]
     assert data["metrics"]["r8"]["map50"] == 0.6
     assert data["pictures"]["base"]["sheet_2"].startswith("data:image/png;base64,")
+
+
+def test_classification_leaderboard_ranks_by_macro_f1(tmp_path):
+    def cls(acc, f1, invalid):
+        per = {"a": {"precision": 0.5, "recall": 1.0}, "b": {"precision": 1.0, "recall": 0.25}}
+        return {"accuracy": acc, "macro_f1": f1, "n": 8, "n_invalid": invalid,
+                "invalid_rate": invalid / 8, "per_class": per}  # fmt: skip
+
+    classify = {"zero_shot": cls(0.5, 0.3, 4), "lora": cls(0.75, 0.7, 0), "full": cls(0.9, 0.6, 0)}
+    out = tmp_path / "t.html"
+    report.metrics_table({}, out, classify=classify, untrained=("zero_shot",))
+    html = out.read_text()
+    assert "<h3>Detection</h3>" not in html and "<h3>Classification</h3>" in html
+    # macro-F1 ranks, not accuracy: lora (0.7) before full (0.6) before zero_shot (0.3)
+    order = [html.index(f"<th>{n}</th>") for n in ("lora", "full", "zero_shot")]
+    assert order == sorted(order)
+    assert "<td>untrained</td>" in html and "a P 0.50 R 1.00; b P 1.00 R 0.25" in html
