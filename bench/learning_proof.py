@@ -3,6 +3,7 @@ held-out drawings beside the same model untrained, and write bench/results/learn
 
 Usage (on a GPU machine, from the repository root):
     python bench/learning_proof.py --family qwen3_vl [--override extra.yaml] [--curve]
+    python bench/learning_proof.py --family qwen3_vl --task classify   # sheet orientation
 
 Each family runs in its own copy of the workflow under bench/runs/<family>/ with
 config/learning-proof.yaml (and, for qwen2_5_vl, config/learning-proof-qwen2_5_vl.yaml) applied
@@ -42,7 +43,14 @@ def bench_seconds(wd: Path, pattern: str) -> float:
     return total
 
 
-def run(family: str, overrides: list[Path], wd: Path, curve: bool, curve_every: int = 3) -> dict:
+def run(
+    family: str,
+    overrides: list[Path],
+    wd: Path,
+    curve: bool,
+    curve_every: int = 3,
+    task: str = "detect",
+) -> dict:
     if wd.exists():
         shutil.rmtree(wd)
     wd.mkdir(parents=True)
@@ -52,8 +60,16 @@ def run(family: str, overrides: list[Path], wd: Path, curve: bool, curve_every: 
     files = [str(ROOT / "config" / "learning-proof.yaml")]
     if family == "qwen2_5_vl":
         files.append(str(ROOT / "config" / "learning-proof-qwen2_5_vl.yaml"))
+    if task == "classify":
+        files.append(str(ROOT / "config" / "learning-proof-classify.yaml"))
     files += [str(p.resolve()) for p in overrides]
-    targets = ["results/metrics/demo/test.json", "results/metrics/base/test.json"]
+    trained_name, base_name = (
+        ("sheet_type", "sheet_base") if task == "classify" else ("demo", "base")
+    )
+    targets = [
+        f"results/metrics/{trained_name}/test.json",
+        f"results/metrics/{base_name}/test.json",
+    ]
     cmd = [
         shutil.which("snakemake") or "snakemake",
         *targets,
@@ -67,7 +83,14 @@ def run(family: str, overrides: list[Path], wd: Path, curve: bool, curve_every: 
         "--set-threads",
         *(
             f"{r}={os.cpu_count()}"
-            for r in ("synth_drawings", "train_adapter", "predict_split", "merge_adapter")
+            for r in (
+                "synth_drawings",
+                "synth_classify",
+                "validate_annotations",
+                "train_adapter",
+                "predict_split",
+                "merge_adapter",
+            )
         ),
     ]
     t0 = time.time()
@@ -79,7 +102,7 @@ def run(family: str, overrides: list[Path], wd: Path, curve: bool, curve_every: 
         sys.exit(proc.returncode)
     trained = json.loads((wd / targets[0]).read_text())
     untrained = json.loads((wd / targets[1]).read_text())
-    rows = [json.loads(x) for x in (wd / "results/train/demo/logging.jsonl").open()]
+    rows = [json.loads(x) for x in (wd / f"results/train/{trained_name}/logging.jsonl").open()]
     steps = [r for r in rows if "loss" in r]
     n_steps = max(
         (
@@ -93,6 +116,22 @@ def run(family: str, overrides: list[Path], wd: Path, curve: bool, curve_every: 
         bench_seconds(wd, f"benchmarks/{r}/**/*.tsv")
         for r in ("train_adapter", "merge_adapter", "predict_split")
     )
+    common = {
+        "gpu_minutes": round(gpu_s / 60, 2),
+        "wall_minutes": round(wall / 60, 2),
+        "steps": n_steps,
+        "final_loss": steps[-1]["loss"] if steps else None,
+        "device": gpu_name(),
+    }
+    if task == "classify":
+        keys = ("accuracy", "macro_f1", "invalid_rate")
+        return {
+            **{k: trained[k] for k in keys},
+            **{f"untrained_{k}": untrained[k] for k in keys},
+            "n_test_images": trained["n"],
+            "confusion": trained["confusion"],
+            **common,
+        }
     result = {
         "map50": trained["map50"],
         "map": trained["map"],
@@ -175,13 +214,15 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--curve", action="store_true", help="also score kept checkpoints")
     ap.add_argument("--curve-every", type=int, default=3, help="score every n-th epoch checkpoint")
+    ap.add_argument("--task", choices=("detect", "classify"), default="detect")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/learning_proof.json")
     a = ap.parse_args()
-    wd = a.workdir or ROOT / "bench/runs" / a.family
-    result = run(a.family, a.override, wd, a.curve, a.curve_every)
+    key = a.family if a.task == "detect" else f"{a.family}-classify"
+    wd = a.workdir or ROOT / "bench/runs" / key
+    result = run(a.family, a.override, wd, a.curve, a.curve_every, a.task)
     print(json.dumps(result, indent=2))
     allres = json.loads(a.out.read_text()) if a.out.exists() else {}
-    allres[a.family] = result
+    allres[key] = result
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(allres, indent=2, sort_keys=True) + "\n")
 

@@ -17,7 +17,7 @@ import json
 import mimetypes
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jsonschema
@@ -60,7 +60,8 @@ class Target:
     model: str
     adapters: dict[str, str]
     names: list[str]  # the model names a client asks for
-    settings: dict  # family, image-size bounds, prompt and task the models were trained with
+    # family, image-size bounds, prompt and task the models were trained with
+    settings: dict = field(default_factory=dict)
 
 
 def resolve(cfg: dict, experiments: list[str], lora: bool = False, root=".") -> Target:

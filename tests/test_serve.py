@@ -37,7 +37,11 @@ def _cfg(tmp_path, experiments):
 
 
 def test_resolve_merged_and_lora(tmp_path):
-    cfg = _cfg(tmp_path, {"a": {"tuner": "full"}, "b": {"tuner": "lora"}, "c": {"tuner": "lora"}})
+    d = {"tuner": "lora", "family": "qwen2_5_vl", "max_pixels": 50176}
+    cfg = _cfg(
+        tmp_path,
+        {"a": {"tuner": "full"}, "b": {"tuner": "lora"}, "c": {"tuner": "lora"}, "d": d},
+    )
     with pytest.raises(ServeError, match="results/merged/a is missing"):
         resolve(cfg, ["a"], root=tmp_path)
     (tmp_path / "results/merged/a").mkdir(parents=True)
@@ -55,6 +59,10 @@ def test_resolve_merged_and_lora(tmp_path):
         (tmp_path / f"results/train/{e}/adapter/adapter_config.json").write_text("{}")
     t = resolve(cfg, ["b", "c"], lora=True, root=tmp_path)
     assert t.model == "resources/models/tiny-qwen3_vl"
+    assert t.settings["family"] == "qwen3_vl" and t.settings["prompt"] == cfg["prompt"]
+    # adapters of different base models or image sizes cannot share one server
+    with pytest.raises(ServeError, match="differ in base_path, family, max_pixels"):
+        resolve(cfg, ["b", "d"], lora=True, root=tmp_path)
     assert t.adapters == {e: str(tmp_path / f"results/train/{e}/adapter") for e in "bc"}
 
 
