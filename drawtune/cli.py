@@ -145,10 +145,11 @@ def cmd_serve(a) -> int:
     )
     print(f"serving {', '.join(target.names)} at http://{a.host}:{a.port}/v1", flush=True)
     print(" ".join(cmd), flush=True)
-    from .stages import _executable
+    from .stages import resolve_command
 
-    cmd = [_executable(cmd[0]), *cmd[1:]]
-    proc = subprocess.Popen(cmd, env=serve_env(target.settings, target.model, a.device))
+    proc = subprocess.Popen(
+        resolve_command(cmd), env=serve_env(target.settings, target.model, a.device)
+    )
     try:
         return proc.wait()
     except KeyboardInterrupt:

@@ -40,13 +40,6 @@ def fill_defaults(obj, schema: dict, root: dict | None = None):
     return out
 
 
-def base_model(cfg: dict) -> str:
-    """The base model as swift is given it: ``tiny`` is the model the workflow builds under
-    resources/ (rule build_tiny_model); anything else (hub id, folder, gs://) as configured."""
-    base = cfg["model"]["base"]
-    return tiny_path(cfg["model"]["family"]) if base == "tiny" else base
-
-
 def tiny_path(family: str) -> str:
     """Where the workflow builds the random demo model of a family (rule build_tiny_model)."""
     return f"resources/models/tiny-{family}"

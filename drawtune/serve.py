@@ -94,9 +94,10 @@ def resolve(cfg: dict, experiments: list[str], lora: bool = False, root=".") -> 
                 f"--lora serves adapters on one base model: {experiments[0]} and {e} differ in "
                 + ", ".join(k for k in shared if s[k] != first[k])
             )
-        tuner = cfg["experiments"].get(e, {}).get("tuner")
-        if tuner not in ("lora", "qlora"):
-            raise ServeError(f"experiment {e!r} has tuner {tuner!r}; --lora serves LoRA adapters")
+        if s["tuner"] not in ("lora", "qlora"):
+            raise ServeError(
+                f"experiment {e!r} has tuner {s['tuner']!r}; --lora serves LoRA adapters"
+            )
         path = root / "results/train" / e / "adapter"
         if not (path / "adapter_config.json").is_file():
             raise ServeError(f"{path} is missing: run `snakemake {path}` first")
@@ -246,9 +247,9 @@ def predict_images(
         )
         log = Path(log_path) if log_path else out_dir / "predict.log"
         with log.open("w") as fh:
-            from .stages import _executable
+            from .stages import resolve_command
 
-            cmd = [_executable(cmd[0]), *cmd[1:]]  # works from an un-activated virtualenv too
+            cmd = resolve_command(cmd)  # works from an un-activated virtualenv too
             p = subprocess.run(
                 cmd, env=serve_env(s, model, device), stdout=fh, stderr=subprocess.STDOUT
             )

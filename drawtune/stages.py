@@ -108,7 +108,8 @@ def split_dataset(
     splits, rejects = split_records(records, val, test, salt)
     for s in SPLITS:
         dump_jsonl(splits[s], outputs[s])
-        write_json(truth_coco(splits[s], classes), truth_outputs[s])
+        if truth_outputs:  # detection: COCO ground truth per split
+            write_json(truth_coco(splits[s], classes), truth_outputs[s])
     dump_jsonl(rejects, rejects_out)
     summary = {s: len(splits[s]) for s in SPLITS}
     summary["duplicates_rejected"] = len(rejects)
@@ -125,21 +126,10 @@ def split_dataset(
 def split_classify(
     records_file, val: float, test: float, salt: str, outputs: dict, rejects_out, summary_out
 ) -> dict:
-    """Stable splits of one classification dataset (the same hash rule as detection)."""
-    records = load_jsonl(records_file)
-    splits, rejects = split_records(records, val, test, salt)
-    for s in SPLITS:
-        dump_jsonl(splits[s], outputs[s])
-    dump_jsonl(rejects, rejects_out)
-    summary = {s: len(splits[s]) for s in SPLITS}
-    summary["duplicates_rejected"] = len(rejects)
-    summary["read"] = len(records)
-    write_json(summary, summary_out)
-    for s in ("train", "test"):
-        if not splits[s]:
-            raise StageError(f"{records_file}: the {s} split is empty: add labelled drawings")
-    log.info("split: %s", summary)
-    return summary
+    """Stable splits of one classification dataset: the detection split without COCO truth."""
+    return split_dataset(
+        [records_file], [], val, test, salt, outputs, None, rejects_out, summary_out
+    )
 
 
 # --------------------------------------------------------------------------- convert
@@ -166,6 +156,11 @@ def convert_split(
 
 
 # --------------------------------------------------------------------------- swift runs
+def resolve_command(cmd: list[str]) -> list[str]:
+    """``cmd`` with its program found on PATH or beside this Python (see ``_executable``)."""
+    return [_executable(cmd[0]), *cmd[1:]]
+
+
 def _executable(name: str) -> str:
     """``name`` from PATH, else beside the running Python (an un-activated virtualenv)."""
     found = shutil.which(name)
@@ -182,7 +177,7 @@ def run_logged(cmd: list[str], env: dict, log_path, label: str | None = None, en
     appending its output to ``log_path`` and relaying its progress bars to stderr
     (drawtune.progress); fail with the log's tail."""
     label = label or " ".join(cmd[:2])
-    cmd = [_executable(cmd[0]), *cmd[1:]]
+    cmd = resolve_command(cmd)
     if "--attn_impl" in cmd:
         log.info("attention implementation: %s", cmd[cmd.index("--attn_impl") + 1])
     log.info("running: %s", " ".join(cmd))

@@ -24,7 +24,6 @@ DETECT = detect_datasets(config)
 CLASSIFY = sorted(set(config["datasets"]) - set(DETECT))
 DETECT_MODELS = [m for m in MODELS if SETTINGS[m]["task"] == "detect"]
 CLASSIFY_MODELS = [m for m in MODELS if SETTINGS[m]["task"] == "classify"]
-FAMILY = config["model"]["family"]
 
 
 wildcard_constraints:
@@ -113,19 +112,18 @@ def resize_params():
     return {"min_pixels": m["min_pixels"], "max_pixels": m["max_pixels"]}
 
 
+def model_of(wildcards):
+    """The model a job is about: its `model` wildcard, or its `experiment`."""
+    return getattr(wildcards, "model", None) or wildcards.experiment
+
+
 def setting(key):
     """A param function: one resolved setting of the model/experiment wildcard."""
-
-    def get(wildcards):
-        name = getattr(wildcards, "model", None) or wildcards.experiment
-        return SETTINGS[name][key]
-
-    return get
+    return lambda wildcards: SETTINGS[model_of(wildcards)][key]
 
 
 def model_resize(wildcards):
-    name = getattr(wildcards, "model", None) or wildcards.experiment
-    s = SETTINGS[name]
+    s = SETTINGS[model_of(wildcards)]
     return {"min_pixels": s["min_pixels"], "max_pixels": s["max_pixels"]}
 
 
@@ -133,8 +131,7 @@ def base_model_input(wildcards):
     """A model's base weights as an input: the tiny model is built by a rule, a local folder
     is tracked (a change reruns training); hub ids and gs:// paths are not files here.
     """
-    name = getattr(wildcards, "model", None) or wildcards.experiment
-    s = SETTINGS[name]
+    s = SETTINGS[model_of(wildcards)]
     if s["base"] == "tiny":
         return rules.build_tiny_model.output.model.format(family=s["family"])
     return s["base"] if Path(s["base"]).is_dir() else []
@@ -154,10 +151,8 @@ def swift_data(split, field="jsonl"):
     """A param/input function: the converted data of the model wildcard's experiment."""
 
     def get(wildcards):
-        name = getattr(wildcards, "model", None) or wildcards.experiment
-        return getattr(rules.convert_annotations.output, field).format(
-            model=name, split=split
-        )
+        out = getattr(rules.convert_annotations.output, field)
+        return out.format(model=model_of(wildcards), split=split)
 
     return get
 
