@@ -7,11 +7,14 @@
 #   swift/<experiment|base>/<split>.jsonl, .manifest.jsonl      ms-swift data as each model
 #                                                               sees it (family, size, prompt)
 #   train/<experiment>/{adapter/,logging.jsonl,telemetry.jsonl,tensorboard/}  weights, curves
+#   train/<experiment>/run/                                     checkpoints a rerun resumes from
 #   merged/<experiment>/                                        model ready for inference
 #   predictions/<experiment|base>/test.jsonl                    swift infer results
 #   metrics/<experiment|base>/test.json, test.details.jsonl     COCO or classification metrics
 #   report/                                                     pictures and tables of the report
 # resources/synth[-classify]/<dataset>/, resources/models/tiny-<family>/  demo data, models
+# resources/normalised/<dataset>/, resources/cache/<dataset>/   converted pages, image facts
+# (the paths are templates in drawtune/paths.py, the one place the rules take them from)
 # logs/<rule>/..., benchmarks/<rule>/...
 
 
@@ -19,11 +22,11 @@ configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/resources.smk"
 include: "rules/data.smk"
-include: "rules/model.smk"
 include: "rules/train.smk"
-include: "rules/predict.smk"
-include: "rules/score.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 report: "report/workflow.rst"
@@ -43,6 +46,7 @@ localrules:
     score_detections,
     score_classification,
     report_assets,
+    report_provenance,
 
 
 rule all:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from drawtune.synth import draw_sheet, write_dataset  # noqa: E402
+from drawtune.data.synth import draw_sheet, write_dataset  # noqa: E402
 
 PARTS = ("Snakefile", "rules", "scripts", "config", "report", "envs", "profiles")
 TARGETS = [f"results/swift/demo/{s}.jsonl" for s in ("train", "val", "test")]

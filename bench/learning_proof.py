@@ -166,10 +166,11 @@ def map50_curve(wd: Path, family: str, every: int) -> list[dict]:
     sys.path.insert(0, str(ROOT))
     import yaml
 
-    from drawtune.convert import load_jsonl
     from drawtune.coords import ResizeSpec
-    from drawtune.smk import detect_device
-    from drawtune.stages import predict, score
+    from drawtune.eval.score import score
+    from drawtune.jsonio import load_jsonl
+    from drawtune.train.device import detect_device
+    from drawtune.train.stages import Predict
 
     cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
     m = cfg["model"]
@@ -184,17 +185,16 @@ def map50_curve(wd: Path, family: str, every: int) -> list[dict]:
     for ck in ckpts[every - 1 : -1 : every]:  # the last checkpoint is the scored model
         res = wd / f"results/curve/{ck.name}.jsonl"
         res.parent.mkdir(parents=True, exist_ok=True)
-        predict(
+        Predict(
             family=family,
             model=str(ck),
             dataset=str(wd / "results/swift/demo/test.jsonl"),
             spec=spec,
             batch_size=64,
             max_new_tokens=320,
-            result_out=res,
+            result_out=str(res),
             log_path=str(res.with_suffix(".log")),
-            device=detect_device(),
-        )
+        ).run(device=detect_device())
         metrics, _ = score(load_jsonl(res), truth, family, spec)
         out.append(
             {

@@ -5,10 +5,40 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
+from . import paths
+from .config import defaults, load_config, settings
 from .coords import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FAMILIES, ResizeSpec
+from .data.convert import manifest_row, swift_row
+from .data.readers import box_classes, detect_format
+from .data.split import unique_images
+from .data.synth import write_dataset
+from .data.validate import check_rejects, dataset_rules, read_checked
+from .errors import DrawtuneError
+from .eval.score import score
+from .jsonio import dump_jsonl, load_jsonl, write_json
+from .serve import deploy_command, describe, predict_images, resolve, serve_env
+from .train.device import detect_device
+from .train.estimate import (
+    EstimateError,
+    as_json,
+    estimate,
+    load_reference,
+    model_parameters,
+    table,
+    training_tokens,
+)
+from .train.run import resolve_command
+from .train.tiny_model import TinySize, build_tiny_model
+from .vertex import gcs
+from .vertex.worker import worker
 
 
 def _spec(a) -> ResizeSpec:
@@ -16,16 +46,12 @@ def _spec(a) -> ResizeSpec:
 
 
 def cmd_synth(a) -> int:
-    from .synth import write_dataset
-
     coco = write_dataset(Path(a.out), a.n, a.seed, a.width)
     print(f"wrote {len(coco['images'])} drawings and {len(coco['annotations'])} boxes to {a.out}")
     return 0
 
 
 def cmd_tiny_model(a) -> int:
-    from .tiny_model import TinySize, build_tiny_model
-
     size = TinySize(hidden=a.hidden, layers=a.layers)
     s = build_tiny_model(a.family, Path(a.out), size=size, seed=a.seed)
     print(f"wrote a random {a.family} model with {s['parameters']:,} parameters to {a.out}")
@@ -33,61 +59,48 @@ def cmd_tiny_model(a) -> int:
 
 
 def cmd_convert(a) -> int:
-    from .convert import dump_jsonl, manifest_row, swift_row
-    from .formats import detect_format, read_dataset
-    from .records import InputError, Rules
-
+    """The workflow's validation of one dataset (the rule's reader, checks and limits, and the
+    split's rejection of repeated images), then its rows in one family's coordinates."""
     spec = _spec(a)
+    validation = {**defaults("validation"), "pdf_dpi": a.dpi}
+    if a.max_rejected_fraction is not None:
+        validation["max_rejected_fraction"] = a.max_rejected_fraction
     try:
         fmt = detect_format(Path(a.input)) if a.format == "auto" else a.format
-        classes = tuple(a.classes.split(",")) if a.classes else _classes_of(Path(a.input), fmt)
-        rules = Rules(
-            classes=classes,
-            normalised_dir=Path(a.normalised or Path(a.out).parent / "images"),
-            pdf_dpi=a.dpi,
-            box_units=a.box_units,
-        )
-        ds = {"format": fmt, "annotations": a.input, "images": a.images, "coords": a.coords}
-        res = read_dataset(ds, rules, spec)
-    except InputError as e:
+        classes = tuple(a.classes.split(",")) if a.classes else box_classes(Path(a.input), fmt)
+        ds = {
+            "format": fmt,
+            "annotations": a.input,
+            "images": a.images,
+            "coords": a.coords,
+            "box_units": a.box_units,
+            "on_error": a.on_error,
+        }
+        normalised = Path(a.normalised or Path(a.out).parent / "images")
+        rules = dataset_rules(ds, classes, validation, normalised_dir=normalised)
+        res = read_checked(ds, rules, spec)
+    except DrawtuneError as e:
         print(f"drawtune convert: {e}", file=sys.stderr)
         return 2
-    for r in res.rejects:
+    records, repeated = unique_images(res.records)
+    rejects = res.rejects + repeated
+    for r in rejects:
         print(f"rejected {r['file']} {r['record']} [{r['field']}]: {r['reason']}", file=sys.stderr)
     if a.rejects:
-        dump_jsonl(res.rejects, a.rejects)
-    print(f"read {res.n_read}, converted {len(res.records)}, rejected {len(res.rejects)}")
-    if res.rejects and a.on_error == "fail":
-        print(
-            f"drawtune convert: {len(res.rejects)} record(s) rejected; nothing written",
-            file=sys.stderr,
-        )
+        dump_jsonl(rejects, a.rejects)
+    print(f"read {res.n_read}, converted {len(records)}, rejected {len(rejects)}")
+    try:
+        check_rejects(a.input, ds, res, validation["max_rejected_fraction"], a.rejects or "above")
+    except DrawtuneError as e:
+        print(f"drawtune convert: {e}; nothing written", file=sys.stderr)
         return 1
-    dump_jsonl([swift_row(r, a.family, a.prompt, spec) for r in res.records], a.out)
+    dump_jsonl([swift_row(r, a.family, a.prompt, spec) for r in records], a.out)
     if a.manifest:
-        dump_jsonl([manifest_row(r, a.family, spec) for r in res.records], a.manifest)
+        dump_jsonl([manifest_row(r, a.family, spec) for r in records], a.manifest)
     return 0
 
 
-def _classes_of(path: Path, fmt: str) -> tuple[str, ...]:
-    if fmt == "coco":
-        from .records import _load_json
-
-        data = _load_json(path)
-        return tuple(c["name"] for c in sorted(data.get("categories", []), key=lambda c: c["id"]))
-    if fmt == "yolo":
-        from .formats import _yolo_names
-
-        return tuple(_yolo_names(path)[0])
-    from .synth import CLASSES  # the synthetic drawings' classes; pass --classes for others
-
-    return CLASSES
-
-
 def cmd_score(a) -> int:
-    from .convert import load_jsonl
-    from .stages import score, write_json
-
     truth = json.loads(Path(a.truth).read_text())
     metrics, details = score(load_jsonl(a.results), truth, a.family, _spec(a))
     write_json(metrics, a.out)
@@ -96,8 +109,6 @@ def cmd_score(a) -> int:
 
 
 def cmd_gcs(a) -> int:
-    from . import gcs
-
     try:
         if a.gcs_command == "upload-model":
             done = gcs.upload_model(a.folder, a.uri)
@@ -115,24 +126,15 @@ def cmd_gcs(a) -> int:
 
 
 def cmd_worker(a) -> int:
-    from .vertex import worker
-
     return worker(json.loads(a.task))
 
 
 def cmd_serve(a) -> int:
-    import os
-    import signal
-    import subprocess
-
-    from .serve import ServeError, deploy_command, load_config, resolve, serve_env
-    from .smk import detect_device
-
     a.device = detect_device() if a.device == "auto" else a.device
     try:
         cfg = load_config(a.config)
         target = resolve(cfg, a.experiment, lora=a.lora)
-    except ServeError as e:
+    except DrawtuneError as e:
         print(f"drawtune serve: {e}", file=sys.stderr)
         return 2
     cmd = deploy_command(
@@ -145,8 +147,6 @@ def cmd_serve(a) -> int:
     )
     print(f"serving {', '.join(target.names)} at http://{a.host}:{a.port}/v1", flush=True)
     print(" ".join(cmd), flush=True)
-    from .stages import resolve_command
-
     proc = subprocess.Popen(
         resolve_command(cmd), env=serve_env(target.settings, target.model, a.device)
     )
@@ -161,15 +161,12 @@ def cmd_serve(a) -> int:
 
 
 def cmd_predict(a) -> int:
-    from .serve import ServeError, describe, load_config, predict_images, resolve
-    from .smk import detect_device
-
     a.device = detect_device() if a.device == "auto" else a.device
     try:
         cfg = load_config(a.config)
         model = a.model or resolve(cfg, [a.experiment]).model  # `base`: the base model
         rows = predict_images(cfg, model, a.images, a.out, device=a.device, experiment=a.experiment)
-    except ServeError as e:
+    except DrawtuneError as e:
         print(f"drawtune predict: {e}", file=sys.stderr)
         return 2
     print(describe(rows))
@@ -179,8 +176,6 @@ def cmd_predict(a) -> int:
 
 def _profile_machine(profile: str | None) -> dict:
     """GPU kind, count and hourly price of the train rule's machine in a profile."""
-    import yaml
-
     if not profile:
         return {}
     prof = Path(profile)
@@ -196,10 +191,6 @@ def _profile_machine(profile: str | None) -> dict:
 
 
 def cmd_estimate(a) -> int:
-    from .config import settings
-    from .estimate import EstimateError, as_json, estimate, model_parameters, table, training_tokens
-    from .serve import ServeError, load_config
-
     try:
         cfg = load_config(a.config)
         machine = _profile_machine(a.profile)
@@ -207,12 +198,13 @@ def cmd_estimate(a) -> int:
         gpus = a.gpus or machine.get("gpus") or 1
         usd = a.usd_per_hour if a.usd_per_hour is not None else machine.get("usd")
         rows, sizes = [], {}
+        reference = load_reference(paths.THROUGHPUT)
         for name in sorted(cfg["experiments"]):
             s = settings(cfg, name)
             if s["tuner"] == "none":
                 continue  # scored untrained: nothing to pay for but prediction
-            train = Path(a.data) / name / "train.jsonl"
-            manifest = Path(a.data) / name / "train.manifest.jsonl"
+            train = paths.swift_data(name, "train", a.data)
+            manifest = paths.swift_manifest(name, "train", a.data)
             if not (train.is_file() and manifest.is_file()):
                 raise EstimateError(
                     f"{train} is missing: run `snakemake {train} {manifest}` first (CPU only)"
@@ -235,9 +227,10 @@ def cmd_estimate(a) -> int:
                     gpu=gpu,
                     gpus=gpus,
                     usd_per_hour=usd,
+                    reference=reference,
                 )
             )
-    except (EstimateError, ServeError, OSError) as e:
+    except (DrawtuneError, OSError) as e:
         print(f"drawtune estimate: {e}", file=sys.stderr)
         return 2
     print(as_json(rows) if a.json else table(rows))
@@ -289,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dpi", type=int, default=150, help="rasterisation of PDF pages")
     p.add_argument("--box-units", choices=("pixels", "pdf_points"), default="pixels")
     p.add_argument("--on-error", choices=("reject", "fail"), default="reject")
+    p.add_argument(
+        "--max-rejected-fraction",
+        type=float,
+        help="fail when more records are rejected (default: the config schema's validation)",
+    )
     _resize_flags(p)
     p.set_defaults(func=cmd_convert)
 
@@ -319,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--experiment", action="append", required=True, help="repeat with --lora")
     p.add_argument("--lora", action="store_true", help="base model + one adapter per experiment")
-    p.add_argument("--config", default="config/config.yaml")
+    p.add_argument("--config", default=paths.CONFIG)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -329,15 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="PNG/JPEG/TIFF/PDF (page: file.pdf#2)")
     p.add_argument("--experiment", default="base", help="an experiment's merged model, or base")
     p.add_argument("--model", help="a model directory instead of an experiment's")
-    p.add_argument("--config", default="config/config.yaml")
-    p.add_argument("--out", default="results/adhoc")
+    p.add_argument("--config", default=paths.CONFIG)
+    p.add_argument("--out", default=paths.ADHOC)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("estimate", help="training tokens, GPU hours and cost per experiment")
-    p.add_argument("--config", default="config/config.yaml")
+    p.add_argument("--config", default=paths.CONFIG)
     p.add_argument(
-        "--data", default="results/swift", help="folder of <experiment>/train.jsonl + manifest"
+        "--data", default=paths.SWIFT_ROOT, help="folder of <experiment>/train.jsonl + manifest"
     )
     p.add_argument("--profile", help="profiles/vertex or profiles/slurm: GPU, count, price")
     p.add_argument("--gpu", help="GPU kind (H100, A100, L4, ...); default from the profile")

@@ -1,17 +1,46 @@
-"""Config helpers shared by the workflow and the command line."""
+"""The workflow's config, one way for the rules and the command line: validated against
+config/schema.yaml, defaults filled, cross-field checks, and each model's resolved settings."""
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
 
+import jsonschema
 import yaml
 
-SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+from . import paths
+from .data.convert import default_prompt
+from .data.labels import classes_of
+from .data.synth_classify import SYNTH_CLASSES
+from .errors import ConfigError
 
 
-def load_schema(path=SCHEMA) -> dict:
+def load_schema(path=paths.SCHEMA) -> dict:
     return yaml.safe_load(Path(path).read_text())
+
+
+def load_config(path) -> dict:
+    """The workflow's config file, validated against config/schema.yaml, defaults filled and
+    cross-field checks made (rules/common.smk does the same through Snakemake's validate)."""
+    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    schema = load_schema()
+    try:
+        jsonschema.validate(cfg, schema)
+    except jsonschema.ValidationError as e:
+        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise ConfigError(f"{path}: {where}: {e.message}") from None
+    cfg = fill_defaults(cfg, schema)
+    try:
+        check_experiments(cfg)
+    except ValueError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return cfg
+
+
+def defaults(key: str) -> dict:
+    """The schema's defaults of one top-level block (``validation``, ``predict``...)."""
+    return fill_defaults({}, load_schema())[key]
 
 
 def fill_defaults(obj, schema: dict, root: dict | None = None):
@@ -40,11 +69,6 @@ def fill_defaults(obj, schema: dict, root: dict | None = None):
     return out
 
 
-def tiny_path(family: str) -> str:
-    """Where the workflow builds the random demo model of a family (rule build_tiny_model)."""
-    return f"resources/models/tiny-{family}"
-
-
 def detect_datasets(cfg: dict) -> list[str]:
     """Datasets pooled into the detection data (task detect, the default)."""
     return sorted(n for n, d in cfg["datasets"].items() if d.get("task", "detect") == "detect")
@@ -59,8 +83,6 @@ def models(cfg: dict) -> list[str]:
 def classify_classes(ds: dict) -> list[str]:
     """A classification dataset's closed class list: configured, the generator's for a
     synthetic dataset (its CSV does not exist before the run), else read from the data."""
-    from .classify import SYNTH_CLASSES, classes_of
-
     if "synthetic" in ds and not ds.get("classes"):
         return list(SYNTH_CLASSES)
     return classes_of(ds)
@@ -84,10 +106,8 @@ def settings(cfg: dict, name: str) -> dict:
     out["task"] = exp.get("task", "detect")
     for key in ("family", "base", "min_pixels", "max_pixels"):
         out[key] = exp.get(key, m[key])
-    out["base_path"] = tiny_path(out["family"]) if out["base"] == "tiny" else out["base"]
+    out["base_path"] = paths.tiny_model(out["family"]) if out["base"] == "tiny" else out["base"]
     if out["task"] == "classify":
-        from .classify import default_prompt
-
         ds = cfg["datasets"][exp["dataset"]]
         out["classes"] = classify_classes(ds)
         out["prompt"] = exp.get("prompt") or ds.get("prompt") or default_prompt(out["classes"])

@@ -102,3 +102,8 @@ def from_model(box, family: str, width: int, height: int, spec: ResizeSpec = Res
     ]
     # A model may answer corners in either order; keep the box, normalised.
     return [min(out[0], out[2]), min(out[1], out[3]), max(out[0], out[2]), max(out[1], out[3])]
+
+
+def vision_factor(family: str) -> int:
+    """Pixels per visual token side: 28 for Qwen2.5-VL (patch 14), 32 for Qwen3-VL (patch 16)."""
+    return 32 if family == "qwen3_vl" else 28

@@ -20,37 +20,23 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jsonschema
-import yaml
 from PIL import Image, ImageDraw
 
-from . import swift_cmd
-from .config import check_experiments, fill_defaults, load_schema, settings
-from .convert import dump_jsonl, load_jsonl
-from .coords import ResizeSpec, from_model
-from .images import ImageProblem, inspect
-from .parse import parse_answer
+from . import paths
+from .config import settings
+from .coords import ResizeSpec
+from .data.images import ImageProblem, inspect
+from .errors import DrawtuneError
+from .eval.parse_class import parse_class
+from .eval.score import pixel_boxes
+from .jsonio import dump_jsonl, load_jsonl
+from .report.drawings import draw_predicted
+from .train import swift_cmd
+from .train.run import resolve_command
 
 
-class ServeError(Exception):
+class ServeError(DrawtuneError):
     """A problem the user can fix (unknown experiment, missing model, unreadable image)."""
-
-
-def load_config(path) -> dict:
-    """The workflow's config file, validated against config/schema.yaml, defaults filled."""
-    cfg = yaml.safe_load(Path(path).read_text()) or {}
-    schema = load_schema()
-    try:
-        jsonschema.validate(cfg, schema)
-    except jsonschema.ValidationError as e:
-        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise ServeError(f"{path}: {where}: {e.message}") from None
-    cfg = fill_defaults(cfg, schema)
-    try:
-        check_experiments(cfg)
-    except ValueError as e:
-        raise ServeError(f"{path}: {e}") from None
-    return cfg
 
 
 @dataclass
@@ -66,7 +52,6 @@ class Target:
 
 def resolve(cfg: dict, experiments: list[str], lora: bool = False, root=".") -> Target:
     """Where each experiment's trained weights are, as the workflow writes them."""
-    root = Path(root)
     known = sorted(cfg["experiments"])
     for e in experiments:
         if e != "base" and e not in known:
@@ -80,7 +65,7 @@ def resolve(cfg: dict, experiments: list[str], lora: bool = False, root=".") -> 
         s = settings(cfg, e)
         if s["tuner"] == "none":
             return Target(s["base_path"], {}, [e], s)
-        merged = root / "results/merged" / e
+        merged = paths.merged(e, root)
         if not (merged / "config.json").is_file():
             raise ServeError(f"{merged} is missing: run `snakemake {merged}` first")
         return Target(str(merged), {}, [e], s)
@@ -98,7 +83,7 @@ def resolve(cfg: dict, experiments: list[str], lora: bool = False, root=".") -> 
             raise ServeError(
                 f"experiment {e!r} has tuner {s['tuner']!r}; --lora serves LoRA adapters"
             )
-        path = root / "results/train" / e / "adapter"
+        path = paths.adapter(e, root)
         if not (path / "adapter_config.json").is_file():
             raise ServeError(f"{path} is missing: run `snakemake {path}` first")
         adapters[e] = str(path)
@@ -115,7 +100,7 @@ def deploy_command(
     device: str = "cpu",
 ) -> list[str]:
     """``swift deploy`` for a target; the served name of a merged model is its experiment."""
-    cmd = ["swift", "deploy", *swift_cmd._model_args(family, target.model, device)]
+    cmd = ["swift", "deploy", *swift_cmd.model_args(family, target.model, device)]
     cmd += ["--infer_backend", "transformers", "--host", host, "--port", str(port)]
     cmd += ["--max_new_tokens", str(max_new_tokens), "--temperature", "0"]
     if target.adapters:
@@ -139,24 +124,10 @@ def serve_env(s: dict, model: str, device: str = "cpu") -> dict:
 def answer(text: str | None, s: dict, width: int, height: int) -> dict:
     """One answer read as the model's task: boxes in the drawing's pixels, or a class."""
     if s["task"] == "classify":
-        from .classify import parse_class
-
         label = parse_class(text, s["classes"])
         return {"parsed": label is not None, "label": label}
     parsed, boxes = pixel_boxes(text, s["family"], width, height, spec_of(s))
     return {"parsed": parsed.ok, "boxes": boxes}
-
-
-# --------------------------------------------------------------------------- answers
-def pixel_boxes(text: str | None, family: str, width: int, height: int, spec: ResizeSpec):
-    """Parse one answer and map its boxes to the drawing's pixels: (parsed, boxes)."""
-    parsed = parse_answer(text)
-    boxes = []
-    for label, box in parsed.boxes:
-        px = from_model(box, family, width, height, spec)
-        if px[2] - px[0] > 0 and px[3] - px[1] > 0:
-            boxes.append({"label": label, "bbox": [round(v, 2) for v in px]})
-    return parsed, boxes
 
 
 def image_message(path, prompt: str) -> list[dict]:
@@ -191,8 +162,6 @@ def ask(client, model: str, image, cfg: dict, max_tokens: int | None = None) -> 
 
 def draw(image, boxes: list[dict], out) -> None:
     """A copy of the drawing with the predicted boxes and labels in red."""
-    from .report import draw_predicted
-
     im = Image.open(image).convert("RGB")
     draw_predicted(ImageDraw.Draw(im), boxes)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -247,8 +216,6 @@ def predict_images(
         )
         log = Path(log_path) if log_path else out_dir / "predict.log"
         with log.open("w") as fh:
-            from .stages import resolve_command
-
             cmd = resolve_command(cmd)  # works from an un-activated virtualenv too
             p = subprocess.run(
                 cmd, env=serve_env(s, model, device), stdout=fh, stderr=subprocess.STDOUT

@@ -1,4 +1,5 @@
-"""Glue for ``scripts/*.py``: logging into the rule's log file, clear failures."""
+"""Glue for ``scripts/*.py``: logging into the rule's log file, clear failures, and where a GPU
+stage runs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import sys
 import traceback
 
 from .coords import ResizeSpec
-from .stages import StageError
+from .errors import DrawtuneError
+from .train.device import detect_device
+from .train.stages import GpuStage
+from .vertex.job import run_remote
 
 
 def setup(snakemake) -> logging.Logger:
@@ -23,7 +27,7 @@ def setup(snakemake) -> logging.Logger:
     logger = logging.getLogger("drawtune")
 
     def hook(kind, value, tb):
-        if issubclass(kind, StageError):
+        if issubclass(kind, DrawtuneError):
             logger.error("%s", value)
             print(f"drawtune: {value}", file=sys.stderr)
         else:
@@ -36,36 +40,19 @@ def setup(snakemake) -> logging.Logger:
 
 
 def resize_spec(params) -> ResizeSpec:
+    """The rule's ``resize`` param as a spec."""
     return ResizeSpec(
         min_pixels=params.resize["min_pixels"], max_pixels=params.resize["max_pixels"]
     )
 
 
-def detect_device() -> str:
-    """``cuda`` when a GPU is visible to this job, else ``cpu`` (the ms-swift flags differ)."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def launch(snakemake, stage: str, **kwargs) -> None:
+def run_stage(snakemake, stage: GpuStage) -> None:
     """Run a GPU stage here, or as a Vertex AI CustomJob when the profile gives the rule a
     ``vertex`` resource (the settings file). Rule names and outputs are the same either way;
     resources are no rerun trigger, so switching profiles reruns nothing."""
-    from . import stages
-
     settings = snakemake.resources.get("vertex") if hasattr(snakemake, "resources") else None
     if not settings:
-        getattr(stages, stage)(**kwargs, device=detect_device())
+        stage.run(device=detect_device())
         return
-    from .vertex import run_remote
-
     name = "-".join(str(v) for v in snakemake.wildcards) or snakemake.rule
-    run_remote(
-        settings_path=settings,
-        rule=snakemake.rule,
-        name=name,
-        stage=stage,
-        kwargs=kwargs,
-        log_path=snakemake.log[0],
-    )
+    run_remote(settings_path=settings, rule=snakemake.rule, name=name, stage=stage)

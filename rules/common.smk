@@ -3,12 +3,14 @@ from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
+from drawtune import paths
 from drawtune.config import check_experiments, classify_classes, detect_datasets
 from drawtune.config import fill_defaults, load_schema
 from drawtune.config import models as model_names
 from drawtune.config import settings as model_settings
-from drawtune.formats import dataset_stamp
-from drawtune.split import SPLITS
+from drawtune.data.readers import uses_resize
+from drawtune.data.split import SPLITS
+from drawtune.data.stamp import dataset_stamp
 
 min_version("9.0")
 
@@ -106,8 +108,12 @@ def dataset_classes(wildcards):
     return config["classes"]
 
 
-def resize_params():
-    """The global smart-resize bounds (a swift dataset's source coordinates use them)."""
+def dataset_resize(wildcards):
+    """The global smart-resize bounds for a swift dataset, whose source coordinates use them;
+    None for any other format, so that editing them does not re-validate it."""
+    ds = dataset_cfg(wildcards.dataset)
+    if "synthetic" in ds or not uses_resize(ds):
+        return None
     m = config["model"]
     return {"min_pixels": m["min_pixels"], "max_pixels": m["max_pixels"]}
 
@@ -180,6 +186,7 @@ def all_targets():
         *expand(rules.score_detections.output.metrics, model=DETECT_MODELS),
         *expand(rules.score_classification.output.metrics, model=CLASSIFY_MODELS),
         *rules.report_assets.output,
+        *rules.report_provenance.output,
     ]
 
 

@@ -1,38 +1,14 @@
-rule synth_drawings:
-    output:
-        annotations="resources/synth/{dataset}/annotations.json",
-        images=directory("resources/synth/{dataset}/images"),
-    log:
-        "logs/synth_drawings/{dataset}.log",
-    conda:
-        "../envs/drawtune.yaml"
-    params:
-        synthetic=lambda wc: dataset_cfg(wc.dataset)["synthetic"],
-    script:
-        "../scripts/synth_drawings.py"
-
-
-rule synth_classify:
-    output:
-        annotations="resources/synth-classify/{dataset}/labels.csv",
-        images=directory("resources/synth-classify/{dataset}/images"),
-    log:
-        "logs/synth_classify/{dataset}.log",
-    conda:
-        "../envs/drawtune.yaml"
-    params:
-        synthetic=lambda wc: dataset_cfg(wc.dataset)["synthetic"],
-    script:
-        "../scripts/synth_classify.py"
-
-
 rule validate_annotations:
     input:
         unpack(dataset_inputs),
     output:
-        records="results/validated/{dataset}/records.jsonl",
-        rejects="results/validated/{dataset}/rejects.jsonl",
-        summary="results/validated/{dataset}/summary.json",
+        records=f"{paths.VALIDATED}/records.jsonl",
+        rejects=f"{paths.VALIDATED}/rejects.jsonl",
+        summary=f"{paths.VALIDATED}/summary.json",
+        # converted pages the records point to, and image facts by file identity: kept (not
+        # deleted) when the rule reruns, so that only new or changed drawings are decoded
+        normalised=update(directory(paths.NORMALISED)),
+        cache=update(directory(paths.IMAGE_CACHE)),
     log:
         "logs/validate_annotations/{dataset}.log",
     benchmark:
@@ -45,7 +21,7 @@ rule validate_annotations:
         files=dataset_files_stamp,
         classes=dataset_classes,
         validation=config["validation"],
-        resize=resize_params(),
+        resize=dataset_resize,
     script:
         "../scripts/validate_annotations.py"
 
@@ -57,10 +33,10 @@ rule split_dataset:
             dataset=DETECT,
         ),
     output:
-        **{s: f"results/splits/{s}.jsonl" for s in SPLITS},
-        **{f"{s}_truth": f"results/splits/{s}.coco.json" for s in SPLITS},
-        rejects="results/splits/rejects.jsonl",
-        summary="results/splits/summary.json",
+        **{s: f"{paths.SPLITS}/{s}.jsonl" for s in SPLITS},
+        **{f"{s}_truth": f"{paths.SPLITS}/{s}.coco.json" for s in SPLITS},
+        rejects=f"{paths.SPLITS}/rejects.jsonl",
+        summary=f"{paths.SPLITS}/summary.json",
     log:
         "logs/split_dataset/split.log",
     conda:
@@ -76,9 +52,9 @@ rule split_classify:
     input:
         records=rules.validate_annotations.output.records,
     output:
-        **{s: f"results/splits/classify/{{dataset}}/{s}.jsonl" for s in SPLITS},
-        rejects="results/splits/classify/{dataset}/rejects.jsonl",
-        summary="results/splits/classify/{dataset}/summary.json",
+        **{s: f"{paths.CLASSIFY_SPLITS}/{s}.jsonl" for s in SPLITS},
+        rejects=f"{paths.CLASSIFY_SPLITS}/rejects.jsonl",
+        summary=f"{paths.CLASSIFY_SPLITS}/summary.json",
     log:
         "logs/split_classify/{dataset}.log",
     conda:
@@ -93,8 +69,8 @@ rule convert_annotations:
     input:
         records=split_records_file,
     output:
-        jsonl="results/swift/{model}/{split}.jsonl",
-        manifest="results/swift/{model}/{split}.manifest.jsonl",
+        jsonl=f"{paths.SWIFT}/{{split}}.jsonl",
+        manifest=f"{paths.SWIFT}/{{split}}.manifest.jsonl",
     log:
         "logs/convert_annotations/{model}/{split}.log",
     conda:

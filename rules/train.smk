@@ -5,10 +5,10 @@ rule train_adapter:
         val=swift_data("val"),
         manifest=swift_data("train", "manifest"),
     output:
-        adapter=directory("results/train/{experiment}/adapter"),
-        logging="results/train/{experiment}/logging.jsonl",
-        telemetry="results/train/{experiment}/telemetry.jsonl",
-        tensorboard=directory("results/train/{experiment}/tensorboard"),
+        adapter=protected(directory(f"{paths.TRAIN}/adapter")),
+        logging=f"{paths.TRAIN}/logging.jsonl",
+        telemetry=f"{paths.TRAIN}/telemetry.jsonl",
+        tensorboard=directory(f"{paths.TRAIN}/tensorboard"),
     log:
         "logs/train_adapter/{experiment}.log",
     benchmark:
@@ -25,7 +25,9 @@ rule train_adapter:
         family=setting("family"),
         resize=model_resize,
         train=lambda wc: config["experiments"][wc.experiment],
-        run_dir=lambda wc, output: str(Path(output.logging).parent / "run"),
+        # ms-swift's checkpoints: kept when a run fails, so that the next attempt resumes from
+        # the last complete one (an output would be deleted by Snakemake on failure)
+        checkpoints=lambda wc: str(paths.checkpoints(wc.experiment)),
     script:
         "../scripts/train_adapter.py"
 
@@ -35,7 +37,7 @@ rule merge_adapter:
         model=base_model_input,
         adapter=rules.train_adapter.output.adapter,
     output:
-        model=directory("results/merged/{experiment}"),
+        model=directory(paths.MERGED),
     log:
         "logs/merge_adapter/{experiment}.log",
     benchmark:

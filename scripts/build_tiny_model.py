@@ -1,9 +1,9 @@
-"""Snakemake adapter: build a small random Qwen-VL model (drawtune.tiny_model)."""
+"""Snakemake adapter: build a small random Qwen-VL model (drawtune.train.tiny_model)."""
 
 from pathlib import Path
 
 from drawtune.smk import setup
-from drawtune.tiny_model import TinySize, build_tiny_model
+from drawtune.train.tiny_model import TinySize, build_tiny_model
 
 if __name__ == "__main__":
     log = setup(snakemake)

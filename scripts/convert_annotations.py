@@ -1,7 +1,7 @@
-"""Snakemake adapter: one split to ms-swift JSONL (drawtune.stages.convert_split)."""
+"""Snakemake adapter: one split to ms-swift JSONL (drawtune.data.convert.convert_split)."""
 
+from drawtune.data.convert import convert_split
 from drawtune.smk import resize_spec, setup
-from drawtune.stages import convert_split
 
 if __name__ == "__main__":
     log = setup(snakemake)

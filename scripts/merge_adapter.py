@@ -1,13 +1,12 @@
-"""Snakemake adapter: merge a LoRA adapter with `swift export` (drawtune.stages.merge)."""
+"""Snakemake adapter: merge a LoRA adapter with `swift export` (drawtune.train.stages.Merge)."""
 
-from drawtune.smk import launch, resize_spec, setup
+from drawtune.smk import resize_spec, run_stage, setup
+from drawtune.train.stages import Merge
 
 if __name__ == "__main__":
     setup(snakemake)
     p = snakemake.params
-    launch(
-        snakemake,
-        "merge",
+    stage = Merge(
         family=p.family,
         base=p.base,
         adapter=snakemake.input.adapter,
@@ -16,3 +15,4 @@ if __name__ == "__main__":
         merged_out=snakemake.output.model,
         log_path=snakemake.log[0],
     )
+    run_stage(snakemake, stage)

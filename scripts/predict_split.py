@@ -1,13 +1,12 @@
-"""Snakemake adapter: `swift infer` over one split (drawtune.stages.predict)."""
+"""Snakemake adapter: `swift infer` over one split (drawtune.train.stages.Predict)."""
 
-from drawtune.smk import launch, resize_spec, setup
+from drawtune.smk import resize_spec, run_stage, setup
+from drawtune.train.stages import Predict
 
 if __name__ == "__main__":
     setup(snakemake)
     p = snakemake.params
-    launch(
-        snakemake,
-        "predict",
+    stage = Predict(
         family=p.family,
         model=p.model,
         dataset=snakemake.input.data,
@@ -17,3 +16,4 @@ if __name__ == "__main__":
         result_out=snakemake.output.results,
         log_path=snakemake.log[0],
     )
+    run_stage(snakemake, stage)

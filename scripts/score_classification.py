@@ -1,9 +1,8 @@
-"""Snakemake adapter: parse class answers, accuracy/macro-F1/confusion (drawtune.classify)."""
+"""Snakemake adapter: parse class answers, accuracy/macro-F1/confusion (drawtune.eval.score)."""
 
-from drawtune.classify import score_classification
-from drawtune.convert import dump_jsonl, load_jsonl
+from drawtune.eval.score import score_classification
+from drawtune.jsonio import dump_jsonl, load_jsonl, write_json
 from drawtune.smk import setup
-from drawtune.stages import write_json
 
 if __name__ == "__main__":
     log = setup(snakemake)

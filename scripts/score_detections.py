@@ -1,17 +1,15 @@
-"""Snakemake adapter: parse answers and compute COCO metrics (drawtune.stages.score)."""
+"""Snakemake adapter: parse answers and compute COCO metrics (drawtune.eval.score)."""
 
-import json
-
-from drawtune.convert import dump_jsonl, load_jsonl
+from drawtune.eval.score import score
+from drawtune.jsonio import dump_jsonl, load_jsonl, read_json, write_json
 from drawtune.smk import resize_spec, setup
-from drawtune.stages import score, write_json
 
 if __name__ == "__main__":
     log = setup(snakemake)
     p = snakemake.params
     metrics, details = score(
         load_jsonl(snakemake.input.results),
-        json.load(open(snakemake.input.truth)),
+        read_json(snakemake.input.truth),
         p.family,
         resize_spec(p),
         manifest=load_jsonl(snakemake.input.manifest),

@@ -1,8 +1,7 @@
-"""Snakemake adapter: stable splits of one classification dataset (drawtune.stages)."""
+"""Snakemake adapter: stable splits of one classification dataset (drawtune.data.split)."""
 
+from drawtune.data.split import SPLITS, split_classify
 from drawtune.smk import setup
-from drawtune.split import SPLITS
-from drawtune.stages import split_classify
 
 if __name__ == "__main__":
     setup(snakemake)

@@ -1,8 +1,7 @@
-"""Snakemake adapter: assign stable splits (drawtune.stages.split_dataset)."""
+"""Snakemake adapter: assign stable splits (drawtune.data.split)."""
 
+from drawtune.data.split import SPLITS, split_dataset
 from drawtune.smk import setup
-from drawtune.split import SPLITS
-from drawtune.stages import split_dataset
 
 if __name__ == "__main__":
     setup(snakemake)

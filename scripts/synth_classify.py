@@ -1,8 +1,8 @@
-"""Snakemake adapter: generate labelled synthetic drawings (drawtune.classify.synth_classify)."""
+"""Snakemake adapter: generate labelled synthetic drawings (drawtune.data.synth_classify)."""
 
 from pathlib import Path
 
-from drawtune.classify import synth_classify
+from drawtune.data.synth_classify import synth_classify
 from drawtune.smk import setup
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""Snakemake adapter: generate synthetic drawings (drawtune.synth)."""
+"""Snakemake adapter: generate synthetic drawings (drawtune.data.synth)."""
 
 from pathlib import Path
 
+from drawtune.data.synth import write_dataset
 from drawtune.smk import setup
-from drawtune.synth import write_dataset
 
 if __name__ == "__main__":
     log = setup(snakemake)

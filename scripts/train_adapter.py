@@ -1,24 +1,24 @@
-"""Snakemake adapter: `swift sft` for one experiment (drawtune.stages.train), here or remote."""
+"""Snakemake adapter: `swift sft` for one experiment (drawtune.train.stages.Train)."""
 
-from drawtune.smk import launch, resize_spec, setup
+from drawtune.smk import resize_spec, run_stage, setup
+from drawtune.train.stages import Train
 
 if __name__ == "__main__":
     setup(snakemake)
-    p, out = snakemake.params, snakemake.output
-    launch(
-        snakemake,
-        "train",
+    p, inp, out = snakemake.params, snakemake.input, snakemake.output
+    stage = Train(
         family=p.family,
         base=p.base,
-        train_jsonl=snakemake.input.train,
-        val_jsonl=snakemake.input.val,
+        train_jsonl=inp.train,
+        val_jsonl=inp.val,
         train_cfg=p.train,
         spec=resize_spec(p),
-        run_dir=p.run_dir,
         adapter_out=out.adapter,
         logging_out=out.logging,
         tensorboard_out=out.tensorboard,
         log_path=snakemake.log[0],
-        manifest_jsonl=snakemake.input.manifest,
+        run_dir=p.checkpoints,
+        manifest_jsonl=inp.manifest,
         telemetry_out=out.telemetry,
     )
+    run_stage(snakemake, stage)

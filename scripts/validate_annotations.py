@@ -1,35 +1,27 @@
-"""Snakemake adapter: read and check one dataset (drawtune.stages.validate_dataset)."""
+"""Snakemake adapter: read and check one dataset (drawtune.data.validate)."""
 
-from pathlib import Path
-
-from drawtune.records import Rules
+from drawtune.data.validate import dataset_rules, validate_dataset
 from drawtune.smk import resize_spec, setup
-from drawtune.stages import validate_dataset
 
 if __name__ == "__main__":
     setup(snakemake)
-    p = snakemake.params
+    p, out = snakemake.params, snakemake.output
     ds = dict(p.dataset, annotations=snakemake.input.annotations)
-    rules = Rules(
-        classes=tuple(p.classes),
-        aliases=p.dataset.get("aliases") or {},
-        clip_tolerance=p.validation["clip_tolerance"],
-        max_image_pixels=p.validation["max_image_pixels"],
-        drop=tuple(p.dataset.get("drop") or ()),
-        pdf_dpi=p.validation["pdf_dpi"],
-        box_units=p.dataset.get("box_units") or "pixels",
-        # content-addressed stores outside the rule's outputs, so reruns reuse them
-        normalised_dir=Path("resources/normalised"),
-        cache_dir=Path("resources/cache/images"),
+    rules = dataset_rules(
+        p.dataset,
+        p.classes,
+        p.validation,
+        normalised_dir=out.normalised,
+        cache_dir=out.cache,
         workers=snakemake.threads,
     )
     validate_dataset(
         ds,
         rules,
-        resize_spec(p),
+        resize_spec(p) if p.resize else None,  # only a swift dataset's boxes depend on it
         p.validation["max_rejected_fraction"],
-        snakemake.output.records,
-        snakemake.output.rejects,
-        snakemake.output.summary,
+        out.records,
+        out.rejects,
+        out.summary,
         name=snakemake.wildcards.dataset,
     )

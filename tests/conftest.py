@@ -1,4 +1,5 @@
-"""Shared fixtures: a copy of the workflow in a temporary folder, run once on tiny data."""
+"""Shared fixtures of tests/unit and tests/workflow: a copy of the workflow in a temporary
+folder, run once on tiny data."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+# tests/support: the SLURM cluster, the Vertex stand-in and the GCS emulator helpers
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "config", "report", "envs", "profiles")
 BIN = Path(sys.executable).parent
 
@@ -56,7 +59,7 @@ def copy_workflow(dest: Path) -> Path:
 
 def make_user_dataset(folder: Path, n: int, seed: int = 3, width: int = 320) -> dict:
     """A COCO dataset as a user would drop it, plus one broken record (missing image)."""
-    from drawtune.synth import write_dataset
+    from drawtune.data.synth import write_dataset
 
     coco = write_dataset(folder, n=n, seed=seed, width=width)
     coco["images"].append({"id": 10_000, "file_name": "images/lost.png", "width": 10, "height": 10})

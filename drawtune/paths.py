@@ -1,0 +1,67 @@
+"""Where things are: the workflow's tree of results and resources, and the workflow's own files
+that the library reads. The one home of this grammar: ``rules/*.smk`` declare their outputs
+with these templates (``{wildcard}`` fields filled by Snakemake), and serve and the command line
+find the workflow's outputs with the functions below. The Snakefile's header draws the tree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# The workflow: a clone of the repository, whose package this is.
+WORKFLOW = Path(__file__).resolve().parent.parent
+SCHEMA = WORKFLOW / "config" / "schema.yaml"  # what config/config.yaml may hold
+THROUGHPUT = WORKFLOW / "bench" / "throughput.json"  # the measured reference for estimates
+
+CONFIG = "config/config.yaml"  # the config a run reads, relative to the working directory
+
+# resources/: generated inputs, built models and stores that outlive one run
+SYNTH = "resources/synth/{dataset}"
+SYNTH_CLASSIFY = "resources/synth-classify/{dataset}"
+TINY_MODEL = "resources/models/tiny-{family}"
+NORMALISED = "resources/normalised/{dataset}"  # converted pages the records point to
+IMAGE_CACHE = "resources/cache/{dataset}"  # image facts by file identity: reruns decode less
+
+# results/<stage>/...
+VALIDATED = "results/validated/{dataset}"
+SPLITS = "results/splits"
+CLASSIFY_SPLITS = "results/splits/classify/{dataset}"
+SWIFT_ROOT = "results/swift"
+SWIFT = SWIFT_ROOT + "/{model}"
+TRAIN = "results/train/{experiment}"
+MERGED = "results/merged/{experiment}"
+PREDICTIONS = "results/predictions/{model}"
+METRICS = "results/metrics/{model}"
+REPORT = "results/report"
+ADHOC = "results/adhoc"  # `drawtune predict`: a few drawings outside the workflow
+
+
+def tiny_model(family: str) -> str:
+    """The random demo model of a family (rule build_tiny_model)."""
+    return TINY_MODEL.format(family=family)
+
+
+def adapter(experiment: str, root=".") -> Path:
+    """An experiment's trained adapter (rule train_adapter)."""
+    return Path(root) / TRAIN.format(experiment=experiment) / "adapter"
+
+
+def checkpoints(experiment: str, root=".") -> Path:
+    """An experiment's checkpoint folder: ms-swift's run, kept so that an interrupted run
+    resumes (rule train_adapter; not an output, Snakemake would delete it on failure)."""
+    return Path(root) / TRAIN.format(experiment=experiment) / "run"
+
+
+def merged(experiment: str, root=".") -> Path:
+    """An experiment's merged model (rule merge_adapter)."""
+    return Path(root) / MERGED.format(experiment=experiment)
+
+
+def swift_data(model: str, split: str, folder=SWIFT_ROOT) -> Path:
+    """A model's converted split as ms-swift reads it (rule convert_annotations)."""
+    return Path(folder) / model / f"{split}.jsonl"
+
+
+def swift_manifest(model: str, split: str, folder=SWIFT_ROOT) -> Path:
+    """The image sizes of a converted split (rule convert_annotations)."""
+    return Path(folder) / model / f"{split}.manifest.jsonl"

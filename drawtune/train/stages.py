@@ -1,0 +1,292 @@
+"""The GPU stages (train, merge, predict), each declared once.
+
+A stage is a frozen dataclass: its fields are the stage's inputs, parameters and outputs, and
+each field says how it travels to a Vertex AI job (``io`` in its metadata):
+
+``model``
+    a base or merged model: a local folder (staged), a gs:// folder or a hub id (as they are)
+``jsonl``
+    ms-swift rows, staged with every image they name
+``path``
+    a file or folder, staged as it is
+``param``
+    a value, sent in the job's task
+``output``
+    a file or folder the stage writes, downloaded into place after the job
+``result``
+    an output of ms-swift rows whose image paths are mapped back to the local ones
+``scratch``
+    where the stage works (its log, ms-swift's run folder); a job uses its own
+
+The rule's script fills one in and hands it to ``drawtune.smk.run_stage``, which runs it here
+(:meth:`GpuStage.run`) or as a Vertex AI job (``drawtune.vertex.job``) whose worker rebuilds the
+same dataclass from the job's task (:func:`from_task`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from ..coords import ResizeSpec
+from ..errors import StageError
+from ..jsonio import load_jsonl
+from . import launch, swift_cmd
+from .checkpoints import (
+    TRAINING_STATE,
+    last_checkpoint,
+    resume_checkpoint,
+    write_fingerprint,
+)
+from .run import run_logged
+from .telemetry import write_telemetry
+
+log = logging.getLogger("drawtune")
+IO_KINDS = ("model", "jsonl", "path", "param", "output", "result", "scratch")
+
+
+def io(kind: str, **kwargs):
+    """A stage field that travels to a Vertex AI job as ``kind`` (see the module docstring)."""
+    assert kind in IO_KINDS, kind
+    return field(metadata={"io": kind}, **kwargs)
+
+
+@dataclass(frozen=True)
+class GpuStage:
+    """One GPU stage's arguments; :meth:`run` runs it on this machine."""
+
+    name: ClassVar[str]
+
+    def run(self, device: str = "cpu") -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def fields_of(cls, *kinds: str) -> list[str]:
+        """The names of the fields that travel as one of ``kinds``, in declaration order."""
+        return [f.name for f in dataclasses.fields(cls) if f.metadata["io"] in kinds]
+
+    def to_task(self) -> dict:
+        """The arguments as JSON values (a resize spec as its fields)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def replace(self, **changes) -> GpuStage:
+        return dataclasses.replace(self, **changes)
+
+    def in_job(self, distributed: bool) -> GpuStage:
+        """The stage as a Vertex AI job runs it (``distributed``: several GPUs or nodes)."""
+        return self
+
+
+def _jsonable(value):
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+
+
+@dataclass(frozen=True)
+class Train(GpuStage):
+    """``swift sft`` for one experiment (rule train_adapter)."""
+
+    name: ClassVar[str] = "train"
+
+    family: str = io("param")
+    base: str = io("model")
+    train_jsonl: str = io("jsonl")
+    val_jsonl: str | None = io("jsonl")
+    train_cfg: dict = io("param")
+    spec: ResizeSpec = io("param")
+    adapter_out: str = io("output")
+    logging_out: str = io("output")
+    tensorboard_out: str = io("output")
+    log_path: str = io("scratch")
+    run_dir: str = io("scratch")  # ms-swift's checkpoints: what an interrupted run resumes
+    manifest_jsonl: str | None = io("jsonl", default=None)
+    telemetry_out: str | None = io("output", default=None)
+
+    def in_job(self, distributed: bool) -> Train:
+        """Several GPUs or nodes in a Vertex AI job train with DeepSpeed ZeRO-2 unless the
+        experiment names another stage (the job's environment is no SLURM topology)."""
+        if not distributed:
+            return self
+        extra = dict(self.train_cfg.get("extra_args") or {})
+        extra.setdefault("deepspeed", "zero2")
+        return self.replace(train_cfg={**self.train_cfg, "extra_args": extra})
+
+    def run(self, device: str = "cpu", environ=None) -> None:
+        """``swift sft`` for one experiment, on every GPU and node of the job (``environ``: the
+        job's environment, default ``os.environ``), resumed from the last complete checkpoint of
+        an interrupted run with the same settings."""
+        run_dir = Path(self.run_dir)
+        val = self.val_jsonl if self.val_jsonl and load_jsonl(self.val_jsonl) else None
+        environ = launch.job_environ(os.environ if environ is None else environ)
+        topo = launch.topology(environ)
+        choice = self.train_cfg.get("deepspeed", "auto")
+        planned = launch.launcher_env(topo)
+        log.info(
+            "launch: nodes=%d gpus_per_node=%d world_size=%d deepspeed=%s attention=%s %s",
+            topo.nnodes,
+            topo.gpus_per_node,
+            topo.world_size,
+            launch.deepspeed_stage(choice, topo, "cuda") or "none",
+            swift_cmd.attn_impl(device),
+            " ".join(f"{k}={v}" for k, v in sorted(planned.items())),
+        )
+        if device == "cpu" and topo.distributed:
+            log.warning("the job has GPUs but torch sees none: training on CPU in one process")
+            topo = launch.Topology(nnodes=1, gpus_per_node=0)
+        deepspeed = launch.deepspeed_stage(choice, topo, device)
+        cmd = swift_cmd.sft_command(
+            family=self.family,
+            base=self.base,
+            train=str(self.train_jsonl),
+            val=val,
+            output_dir=str(run_dir),
+            train_cfg=self.train_cfg,
+            device=device,
+            deepspeed=deepspeed,
+        )
+        spec = self.spec
+        env = swift_cmd.swift_env(self.family, spec.min_pixels, spec.max_pixels, self.base, device)
+        # An interrupted run with the same command resumes from its last complete checkpoint;
+        # anything else starts over in a clean folder. The rendezvous address and port are left
+        # out: they change from one SLURM job to the next.
+        fingerprint = {"command": cmd, "environment": env}
+        env = {**env, **launch.launcher_env(topo)}
+        resume = self.train_cfg.get("resume", True)
+        ckpt = resume_checkpoint(run_dir, fingerprint) if resume else None
+        if ckpt is None:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            write_fingerprint(run_dir, fingerprint)
+        else:
+            log.info("resuming from %s (an earlier run of this experiment was interrupted)", ckpt)
+            cmd = cmd + swift_cmd.resume_args(str(ckpt))
+        # several nodes: srun from this job step, with the step's SLURM variables dropped
+        srun_env = launch.srun_environ(environ) if topo.nnodes > 1 else None
+        run_logged(
+            launch.node_command(cmd, topo),
+            env,
+            self.log_path,
+            label=f"swift sft {run_dir.parent.name}",
+            environ=srun_env,
+        )
+        ckpt = last_checkpoint(run_dir)
+        adapter_out = Path(self.adapter_out)
+        if adapter_out.exists():
+            shutil.rmtree(adapter_out)
+        shutil.copytree(ckpt, adapter_out, ignore=shutil.ignore_patterns(*TRAINING_STATE))
+        shutil.copyfile(run_dir / "logging.jsonl", self.logging_out)
+        tb = Path(self.tensorboard_out)
+        if tb.exists():
+            shutil.rmtree(tb)
+        src = run_dir / "runs"
+        shutil.copytree(src, tb) if src.is_dir() else tb.mkdir(parents=True)
+        if self.telemetry_out:
+            write_telemetry(
+                self.logging_out, self.train_jsonl, self.manifest_jsonl, self.family, self.base,
+                self.train_cfg, device, self.telemetry_out, self.log_path, gpus=topo.world_size,
+            )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Merge(GpuStage):
+    """``swift export`` of a LoRA adapter into its base model (rule merge_adapter); a full
+    fine-tuning checkpoint is the merged model already."""
+
+    name: ClassVar[str] = "merge"
+
+    family: str = io("param")
+    base: str = io("model")
+    adapter: str = io("path")
+    tuner: str = io("param")
+    spec: ResizeSpec = io("param")
+    merged_out: str = io("output")
+    log_path: str = io("scratch")
+
+    def run(self, device: str = "cpu") -> None:
+        merged_out = Path(self.merged_out)
+        if merged_out.exists():
+            shutil.rmtree(merged_out)  # swift export silently skips an existing output folder
+        if self.tuner == "full":
+            ignore = shutil.ignore_patterns("trainer_state.json")
+            shutil.copytree(self.adapter, merged_out, ignore=ignore)
+            log.info("full fine-tuning: the checkpoint is the merged model: %s", self.adapter)
+            return
+        cmd = swift_cmd.export_command(
+            family=self.family,
+            base=self.base,
+            adapter=str(self.adapter),
+            output_dir=str(merged_out),
+            device=device,
+        )
+        spec = self.spec
+        env = swift_cmd.swift_env(self.family, spec.min_pixels, spec.max_pixels, self.base, device)
+        run_logged(cmd, env, self.log_path)
+
+
+@dataclass(frozen=True)
+class Predict(GpuStage):
+    """Greedy ``swift infer`` over one split (rule predict_split)."""
+
+    name: ClassVar[str] = "predict"
+
+    family: str = io("param")
+    model: str = io("model")
+    dataset: str = io("jsonl")
+    spec: ResizeSpec = io("param")
+    batch_size: int = io("param")
+    max_new_tokens: int = io("param")
+    result_out: str = io("result")
+    log_path: str = io("scratch")
+
+    def run(self, device: str = "cpu") -> None:
+        result_out = Path(self.result_out)
+        result_out.unlink(missing_ok=True)  # swift infer appends to an existing result file
+        cmd = swift_cmd.infer_command(
+            family=self.family,
+            model=str(self.model),
+            dataset=str(self.dataset),
+            result_path=str(result_out),
+            batch_size=self.batch_size,
+            max_new_tokens=self.max_new_tokens,
+            device=device,
+        )
+        spec = self.spec
+        run_logged(
+            cmd,
+            swift_cmd.swift_env(
+                self.family, spec.min_pixels, spec.max_pixels, str(self.model), device
+            ),
+            self.log_path,
+            label=f"swift infer {result_out.parent.name}/{result_out.stem}",
+        )
+        n_in, n_out = len(load_jsonl(self.dataset)), len(load_jsonl(result_out))
+        if n_in != n_out:
+            raise StageError(
+                f"swift infer returned {n_out} rows for {n_in} inputs in {self.dataset}"
+            )
+
+
+STAGES: dict[str, type[GpuStage]] = {s.name: s for s in (Train, Merge, Predict)}
+
+
+def stage_class(name: str) -> type[GpuStage]:
+    """The stage a Vertex AI job's task names."""
+    if name not in STAGES:
+        raise StageError(f"unknown stage {name!r}; expected one of {', '.join(STAGES)}")
+    return STAGES[name]
+
+
+def from_task(name: str, arguments: dict) -> GpuStage:
+    """A stage rebuilt from its name and :meth:`GpuStage.to_task` arguments (a Vertex AI
+    job's worker)."""
+    cls = stage_class(name)
+    kinds = {f.name: f.type for f in dataclasses.fields(cls)}
+    arguments = {
+        k: ResizeSpec(**v) if kinds.get(k) == "ResizeSpec" and isinstance(v, dict) else v
+        for k, v in arguments.items()
+    }
+    return cls(**arguments)

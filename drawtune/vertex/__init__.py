@@ -1,0 +1,1 @@
+"""The Vertex AI profile: settings, staging to Cloud Storage, the CustomJob and its worker."""

@@ -1,0 +1,76 @@
+rule predict_split:
+    input:
+        model=model_for,
+        data=rules.convert_annotations.output.jsonl,
+    output:
+        results=f"{paths.PREDICTIONS}/{{split}}.jsonl",
+    log:
+        "logs/predict_split/{model}/{split}.log",
+    benchmark:
+        "benchmarks/predict_split/{model}/{split}.tsv"
+    conda:
+        "../envs/swift.yaml"
+    resources:
+        gpu=1,
+        cpus_per_gpu=8,
+        mem_mb=32000,
+        runtime=240,
+    params:
+        model=model_path_for,
+        family=setting("family"),
+        resize=model_resize,
+        predict=config["predict"],
+    script:
+        "../scripts/predict_split.py"
+
+
+rule score_detections:
+    input:
+        results=f"{paths.PREDICTIONS}/test.jsonl",
+        truth=rules.split_dataset.output.test_truth,
+        manifest=swift_data("test", "manifest"),
+    output:
+        metrics=report(
+            f"{paths.METRICS}/test.json",
+            caption="../report/metrics.rst",
+            category="Metrics",
+            subcategory="{model}",
+            labels={"model": "{model}", "file": "metrics (JSON)"},
+        ),
+        details=f"{paths.METRICS}/test.details.jsonl",
+    log:
+        "logs/score_detections/{model}.log",
+    wildcard_constraints:
+        model=one_of(DETECT_MODELS),
+    conda:
+        "../envs/drawtune.yaml"
+    params:
+        family=setting("family"),
+        resize=model_resize,
+    script:
+        "../scripts/score_detections.py"
+
+
+rule score_classification:
+    input:
+        results=f"{paths.PREDICTIONS}/test.jsonl",
+        truth=classify_truth,
+    output:
+        metrics=report(
+            f"{paths.METRICS}/test.json",
+            caption="../report/metrics_classify.rst",
+            category="Metrics",
+            subcategory="{model}",
+            labels={"model": "{model}", "file": "metrics (JSON)"},
+        ),
+        details=f"{paths.METRICS}/test.details.jsonl",
+    log:
+        "logs/score_classification/{model}.log",
+    wildcard_constraints:
+        model=one_of(CLASSIFY_MODELS),
+    conda:
+        "../envs/drawtune.yaml"
+    params:
+        classes=setting("classes"),
+    script:
+        "../scripts/score_classification.py"

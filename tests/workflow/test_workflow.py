@@ -1,0 +1,174 @@
+"""The whole workflow on the tiny model, and what a change reruns (dry runs)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import copy_workflow, planned_jobs, snakemake
+
+from drawtune.data.synth import write_dataset
+from drawtune.eval.metrics import METRIC_KEYS
+from drawtune.jsonio import load_jsonl
+
+pytestmark = pytest.mark.workflow
+
+
+def test_default_config_dry_run(tmp_path):
+    """The shipped config and local profile plan every stage, from synthetic data on."""
+    wd = copy_workflow(tmp_path / "wf")
+    jobs = planned_jobs(wd)
+    for rule in (
+        "synth_drawings",
+        "build_tiny_model",
+        "validate_annotations",
+        "split_dataset",
+        "convert_annotations",
+        "train_adapter",
+        "merge_adapter",
+        "predict_split",
+        "score_detections",
+        "synth_classify",
+        "split_classify",
+        "score_classification",
+        "report_assets",
+    ):
+        assert rule in jobs, rule
+    # the detection experiment, the untrained base and the classification experiment
+    assert jobs.count("predict_split") == 3
+
+
+def test_whole_run_outputs(finished_workflow):
+    wd = finished_workflow
+    for model in ("demo", "base"):
+        metrics = json.loads((wd / f"results/metrics/{model}/test.json").read_text())
+        assert tuple(sorted(metrics)) == tuple(sorted(METRIC_KEYS))
+        test_rows = load_jsonl(wd / f"results/swift/{model}/test.jsonl")
+        assert metrics["n_images"] == len(test_rows) > 0
+        preds = load_jsonl(wd / f"results/predictions/{model}/test.jsonl")
+        # swift infer returns rows in input order
+        assert [p["images"][0]["path"] for p in preds] == [r["images"][0] for r in test_rows]
+    # trained outputs
+    assert (wd / "results/train/demo/adapter/model.safetensors").is_file()
+    assert (wd / "results/merged/demo/config.json").is_file()
+    losses = [r["loss"] for r in load_jsonl(wd / "results/train/demo/logging.jsonl") if "loss" in r]
+    assert losses
+    # telemetry per logging step: rates on CPU, no MFU/memory without a GPU; table in the log
+    tele = load_jsonl(wd / "results/train/demo/telemetry.jsonl")
+    assert [t["loss"] for t in tele] == losses
+    assert all(t["tokens_per_s"] > 0 and t["samples_per_s"] > 0 for t in tele)
+    assert all(t["mfu"] is None for t in tele)
+    assert "tok/s" in (wd / "logs/train_adapter/demo.log").read_text()
+    assert list((wd / "results/train/demo/tensorboard").rglob("events.out.tfevents*"))
+    # nothing lost: every record read is in a split or a rejects file
+    summary = json.loads((wd / "results/validated/drawings/summary.json").read_text())
+    assert summary == {"dataset": "drawings", "read": 21, "converted": 20, "rejected": 1}
+    rejects = load_jsonl(wd / "results/validated/drawings/rejects.jsonl")
+    assert rejects[0]["field"] == "file_name" and "does not exist" in rejects[0]["reason"]
+    n_split = sum(
+        len(load_jsonl(wd / f"results/splits/{s}.jsonl")) for s in ("train", "val", "test")
+    )
+    assert n_split == 20
+    # nothing left to do
+    assert planned_jobs(wd) == []
+
+
+def test_report_builds(finished_workflow):
+    wd = finished_workflow
+    snakemake(wd, "--report", "results/report.html")
+    html = (wd / "results/report.html").read_text(errors="replace")
+    assert len(html) > 10_000
+    pictures = sorted(p.name for p in (wd / "results/report/overlays").glob("*.png"))
+    assert len(pictures) == 4  # 2 drawings x (base, demo)
+    assert {p.split("__")[0] for p in pictures} == {"base", "demo"}
+    table = (wd / "results/report/metrics.html").read_text()
+    assert "<th>base</th>" in table and "<th>demo</th>" in table and "randomly initialised" in table
+    assert "<th>training time</th>" in table and " min</td>" in table
+    assert (wd / "results/report/telemetry.png").stat().st_size > 10_000
+    compare = (wd / "results/report/compare.html").read_text()
+    assert '"models": ["' in compare and '"demo"' in compare and '"base"' in compare
+    prov = (wd / "results/report/provenance.html").read_text()
+    assert "<tr><td>drawings</td><td>21</td><td>20</td><td>1</td></tr>" in prov
+
+
+def _variant(wd, tmp_path, change: dict):
+    f = tmp_path / "variant.yaml"
+    f.write_text(yaml.safe_dump(change))
+    return planned_jobs(wd, "--configfile", "config/config.yaml", str(f))
+
+
+def test_changed_inference_setting_does_not_retrain(finished_workflow, tmp_path):
+    jobs = _variant(finished_workflow, tmp_path, {"predict": {"max_new_tokens": 40}})
+    assert "predict_split" in jobs and "score_detections" in jobs
+    for rule in ("train_adapter", "merge_adapter", "convert_annotations", "split_dataset"):
+        assert rule not in jobs
+
+
+def test_changed_prompt_reconverts_and_retrains(finished_workflow, tmp_path):
+    jobs = _variant(finished_workflow, tmp_path, {"prompt": "Find the views."})
+    assert jobs.count("convert_annotations") == 4  # demo's three splits, base's test split
+    assert "train_adapter" in jobs and "predict_split" in jobs
+    for rule in ("validate_annotations", "split_dataset", "build_tiny_model"):
+        assert rule not in jobs
+
+
+def test_changed_lora_rank_of_one_experiment_retrains_only_it(finished_workflow, tmp_path):
+    jobs = _variant(
+        finished_workflow, tmp_path, {"experiments": {"demo": {"learning_rate": 0.002}}}
+    )
+    assert "train_adapter" in jobs
+    assert "convert_annotations" not in jobs
+    assert jobs.count("predict_split") == 1  # the untrained base keeps its predictions
+
+
+def _data_copy(finished: Path, wd: Path) -> Path:
+    """The finished workflow without its large model folders, to change data in."""
+    shutil.copytree(
+        finished, wd, symlinks=True, ignore=shutil.ignore_patterns("run", "merged", "models")
+    )
+    return wd
+
+
+def test_new_drawing_keeps_old_splits(finished_workflow, tmp_path):
+    """Adding a drawing re-reads the dataset but leaves every old drawing in its split."""
+    wd = _data_copy(finished_workflow, tmp_path / "wf")
+    before = {
+        s: {r["sha256"] for r in load_jsonl(wd / f"results/splits/{s}.jsonl")}
+        for s in ("train", "val", "test")
+    }
+    # the user drops 8 more drawings (seed 3 is deterministic: the first 20 are byte-identical)
+    folder = wd / "data/drawings"
+    coco = write_dataset(folder, n=28, seed=3, width=320)
+    (folder / "annotations.json").write_text(json.dumps(coco))
+    jobs = planned_jobs(wd, "results/splits/summary.json")
+    assert jobs == ["validate_annotations", "split_dataset"] or sorted(jobs) == sorted(
+        ["validate_annotations", "split_dataset"]
+    )
+    snakemake(wd, "results/splits/summary.json")
+    after = {
+        s: {r["sha256"] for r in load_jsonl(wd / f"results/splits/{s}.jsonl")}
+        for s in ("train", "val", "test")
+    }
+    for s in before:
+        assert before[s] <= after[s], f"an old drawing left the {s} split"
+    assert sum(map(len, after.values())) == 28
+
+
+def test_image_edited_in_place_is_decoded_alone(finished_workflow, tmp_path):
+    """An image changed under the same name reruns validation, which decodes only that image."""
+    wd = _data_copy(finished_workflow, tmp_path / "wf")
+    target = "results/validated/drawings/summary.json"
+    assert planned_jobs(wd, target) == []
+    img = sorted((wd / "data/drawings/images").glob("*.png"))[0]
+    from PIL import Image
+
+    with Image.open(img) as im:
+        edited = im.convert("L").point(lambda v: 255 - v)
+    edited.save(img)
+    assert planned_jobs(wd, target) == ["validate_annotations"]
+    snakemake(wd, target)
+    log = (wd / "logs/validate_annotations/drawings.log").read_text()
+    assert "images decoded: 1 of 21" in log
