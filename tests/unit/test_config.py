@@ -86,3 +86,21 @@ def test_schema_keeps_classification_formats_to_classify_datasets():
     cfg["datasets"]["sheets"]["format"] = "coco"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(cfg, load_schema())
+
+
+def test_every_schema_key_has_a_description():
+    """config/schema.yaml documents every key it allows (block style, one key a line)."""
+    missing = []
+
+    def walk(node, path):
+        if path and "description" not in node:
+            missing.append("/".join(path))
+        for name, sub in (node.get("properties") or {}).items():
+            walk(sub, [*path, name])
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], [*path, "*"])
+        for name, sub in (node.get("definitions") or {}).items():
+            walk(sub, [*path, f"#{name}"])
+
+    walk(load_schema(), [])
+    assert missing == []

@@ -373,6 +373,42 @@ def test_cli_convert_rejects_and_on_error(tmp_path, capsys):
     assert main([*args, "--on-error", "fail"]) == 1
 
 
+def test_cli_convert_rejects_repeated_images_as_the_workflow_does(tmp_path, capsys):
+    """Issue 13, bug 1: the same pixels twice with other boxes would teach two answers to one
+    question; the workflow's split rejects the second, and so does `drawtune convert`."""
+    ds = tmp_path / "ds"
+    coco = write_dataset(ds, n=3, seed=4, width=320)
+    twin = dict(coco["images"][0], id=77)  # the first drawing again, under another id
+    coco["images"].append(twin)
+    box = {"id": 999, "image_id": 77, "category_id": 1, "bbox": [1, 1, 20, 20], "area": 400}
+    coco["annotations"].append(box)
+    (ds / "annotations.json").write_text(json.dumps(coco))
+    out, rej = tmp_path / "o.jsonl", tmp_path / "rej.jsonl"
+    args = ["convert", "--input", str(ds / "annotations.json"), "--format", "coco"]
+    args += ["--family", "qwen3_vl", "--out", str(out), "--rejects", str(rej)]
+    assert main(args) == 0
+    assert "read 4, converted 3, rejected 1" in capsys.readouterr().out
+    assert len(load_jsonl(out)) == 3
+    (r,) = load_jsonl(rej)
+    assert r["record"] == "images[3] (id 77)" and "with different boxes" in r["reason"]
+
+
+def test_cli_convert_stops_over_max_rejected_fraction(tmp_path, capsys):
+    """Issue 13, bug 1: more rejects than validation.max_rejected_fraction stop the command
+    as they stop the workflow's validation, and nothing is written."""
+    ds = tmp_path / "ds"
+    coco = write_dataset(ds, n=2, seed=1, width=320)
+    coco["images"].append({"id": 99, "file_name": "images/lost.png"})
+    (ds / "annotations.json").write_text(json.dumps(coco))
+    out = tmp_path / "o.jsonl"
+    args = ["convert", "--input", str(ds / "annotations.json"), "--format", "coco"]
+    args += ["--family", "qwen3_vl", "--out", str(out)]
+    assert main(args) == 1  # one of three: over the schema's default of 20%
+    assert "max_rejected_fraction 20%" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--max-rejected-fraction", "0.4"]) == 0
+    assert len(load_jsonl(out)) == 2
+
+
 def test_cli_convert_malformed_input_exits_2(tmp_path, capsys):
     bad = tmp_path / "ann.json"
     bad.write_text("{\n")

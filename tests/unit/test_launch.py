@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from drawtune.errors import StageError
 from drawtune.train import checkpoints, launch, run, swift_cmd
 from drawtune.train.launch import Topology
 
@@ -97,6 +98,23 @@ def _ckpt(run, step, complete=True):
     if complete:
         (d / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     return d
+
+
+def test_adapter_comes_from_the_last_complete_checkpoint(tmp_path):
+    """The adapter is copied from the checkpoint resume would pick: one cut off while being
+    written (no trainer_state.json) is skipped, never copied as the trained model."""
+    run = tmp_path / "run"
+    _ckpt(run, 10)
+    _ckpt(run, 20, complete=False)
+    assert checkpoints.last_checkpoint(run) == run / "checkpoint-10"
+    _ckpt(run, 30)
+    assert checkpoints.last_checkpoint(run) == run / "checkpoint-30"
+
+
+def test_no_complete_checkpoint_is_a_stage_error(tmp_path):
+    _ckpt(tmp_path / "run", 5, complete=False)
+    with pytest.raises(StageError, match="no complete checkpoint"):
+        checkpoints.last_checkpoint(tmp_path / "run")
 
 
 def test_resume_picks_last_complete_checkpoint_of_the_same_run(tmp_path):

@@ -172,3 +172,45 @@ def test_image_edited_in_place_is_decoded_alone(finished_workflow, tmp_path):
     snakemake(wd, target)
     log = (wd / "logs/validate_annotations/drawings.log").read_text()
     assert "images decoded: 1 of 21" in log
+
+
+def _params_changed(wd, tmp_path, change: dict) -> list[str]:
+    """Output files whose rule's params a config edit changes (``--summary``; nothing runs)."""
+    f = tmp_path / "variant.yaml"
+    f.write_text(yaml.safe_dump(change))
+    out = snakemake(wd, "--summary", "--configfile", "config/config.yaml", str(f)).stdout
+    rows = [line.split("\t") for line in out.splitlines()[1:]]
+    return sorted(r[0] for r in rows if len(r) > 4 and r[4] == "params changed")
+
+
+def test_resize_bounds_do_not_revalidate_a_coco_dataset(finished_workflow, tmp_path):
+    """Issue 13, bug 2: only a swift dataset's boxes depend on the smart-resize bounds; a COCO
+    dataset keeps its validation (and everything after it) when model.max_pixels changes."""
+    changed = _params_changed(finished_workflow, tmp_path, {"model": {"max_pixels": 802816}})
+    assert "results/swift/demo/train.jsonl" in changed  # the model sees other image sizes
+    assert not [f for f in changed if f.startswith("results/validated/")], changed
+
+
+def test_config_edit_rebuilds_only_the_provenance_page(finished_workflow, tmp_path):
+    """Issue 13, bug 3: the report's pictures and tables get only the keys they use; the
+    config itself goes to the provenance page alone."""
+    changed = _params_changed(finished_workflow, tmp_path, {"predict": {"max_new_tokens": 40}})
+    assert "results/predictions/demo/test.jsonl" in changed
+    assert "results/report/provenance.html" in changed
+    report = [f for f in changed if f.startswith("results/report/")]
+    assert report == ["results/report/provenance.html"], report
+
+
+def test_stores_are_declared_and_adapters_protected(finished_workflow):
+    """Issue 13, bug 4: the converted pages and the image cache are outputs of the rule that
+    writes them; a trained adapter is write-protected; the checkpoint folder is where the rule
+    says it is."""
+    wd = finished_workflow
+    summary = snakemake(wd, "--summary").stdout
+    rows = {line.split("\t")[0]: line.split("\t") for line in summary.splitlines()[1:]}
+    for store in ("resources/normalised/drawings", "resources/cache/drawings"):
+        assert store in rows and "validate_annotations" in rows[store], store
+    adapter = wd / "results/train/demo/adapter"
+    for f in [adapter, *adapter.rglob("*")]:
+        assert not f.stat().st_mode & 0o222, f"{f} is writable"
+    assert (wd / "results/train/demo/run/drawtune-run.json").is_file()
