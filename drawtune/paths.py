@@ -15,6 +15,8 @@ THROUGHPUT = WORKFLOW / "bench" / "throughput.json"  # the measured reference fo
 
 CONFIG = "config/config.yaml"  # the config a run reads, relative to the working directory
 
+TREES = ("resources/", "results/")  # the folders the workflow writes into
+
 # resources/: generated inputs, built models and stores that outlive one run
 SYNTH = "resources/synth/{dataset}"
 SYNTH_CLASSIFY = "resources/synth-classify/{dataset}"

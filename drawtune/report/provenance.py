@@ -8,6 +8,8 @@ import html
 from importlib import metadata
 from pathlib import Path
 
+from .. import paths
+
 PACKAGES = (
     "drawtune",
     "ms-swift",
@@ -49,8 +51,9 @@ def accounting(
             f"<p>{html.escape(name)} split: train {sp['train']}, val {sp['val']}, "
             f"test {sp['test']}; {sp['duplicates_rejected']} repeated images rejected.</p>"
         )
+    where = html.escape(paths.VALIDATED.format(dataset="<dataset>"))
     return text + (
-        "<p>Rejected records with their reasons: results/validated/&lt;dataset&gt;/rejects.jsonl"
+        f"<p>Rejected records with their reasons: {where}/rejects.jsonl"
         " and the rejects.jsonl beside each split.</p>"
     )
 

@@ -15,8 +15,10 @@ each field says how it travels to a Vertex AI job (``io`` in its metadata):
     a file or folder the stage writes, downloaded into place after the job
 ``result``
     an output of ms-swift rows whose image paths are mapped back to the local ones
+``log``
+    the file the stage logs into; a job logs into its own and copies it to the bucket
 ``scratch``
-    where the stage works (its log, ms-swift's run folder); a job uses its own
+    where the stage works (ms-swift's run folder); a job uses a folder of its own
 
 The rule's script fills one in and hands it to ``drawtune.smk.run_stage``, which runs it here
 (:meth:`GpuStage.run`) or as a Vertex AI job (``drawtune.vertex.job``) whose worker rebuilds the
@@ -47,7 +49,7 @@ from .run import run_logged
 from .telemetry import write_telemetry
 
 log = logging.getLogger("drawtune")
-IO_KINDS = ("model", "jsonl", "path", "param", "output", "result", "scratch")
+IO_KINDS = ("model", "jsonl", "path", "param", "output", "result", "log", "scratch")
 
 
 def io(kind: str, **kwargs):
@@ -58,9 +60,19 @@ def io(kind: str, **kwargs):
 
 @dataclass(frozen=True)
 class GpuStage:
-    """One GPU stage's arguments; :meth:`run` runs it on this machine."""
+    """One GPU stage's arguments; :meth:`run` runs it on this machine. Every stage runs ms-swift
+    for one model family, with the smart-resize bounds, logging into one file."""
 
     name: ClassVar[str]
+
+    family: str = io("param")
+    spec: ResizeSpec = io("param")
+    log_path: str = io("log")
+
+    def swift_env(self, model: str, device: str) -> dict:
+        """ms-swift's environment for ``model`` (``drawtune.train.swift_cmd.swift_env``)."""
+        spec = self.spec
+        return swift_cmd.swift_env(self.family, spec.min_pixels, spec.max_pixels, model, device)
 
     def run(self, device: str = "cpu") -> None:
         raise NotImplementedError
@@ -92,16 +104,13 @@ class Train(GpuStage):
 
     name: ClassVar[str] = "train"
 
-    family: str = io("param")
     base: str = io("model")
     train_jsonl: str = io("jsonl")
     val_jsonl: str | None = io("jsonl")
     train_cfg: dict = io("param")
-    spec: ResizeSpec = io("param")
     adapter_out: str = io("output")
     logging_out: str = io("output")
     tensorboard_out: str = io("output")
-    log_path: str = io("scratch")
     run_dir: str = io("scratch")  # ms-swift's checkpoints: what an interrupted run resumes
     manifest_jsonl: str | None = io("jsonl", default=None)
     telemetry_out: str | None = io("output", default=None)
@@ -148,8 +157,7 @@ class Train(GpuStage):
             device=device,
             deepspeed=deepspeed,
         )
-        spec = self.spec
-        env = swift_cmd.swift_env(self.family, spec.min_pixels, spec.max_pixels, self.base, device)
+        env = self.swift_env(self.base, device)
         # An interrupted run with the same command resumes from its last complete checkpoint;
         # anything else starts over in a clean folder. The rendezvous address and port are left
         # out: they change from one SLURM job to the next.
@@ -198,13 +206,10 @@ class Merge(GpuStage):
 
     name: ClassVar[str] = "merge"
 
-    family: str = io("param")
     base: str = io("model")
     adapter: str = io("path")
     tuner: str = io("param")
-    spec: ResizeSpec = io("param")
     merged_out: str = io("output")
-    log_path: str = io("scratch")
 
     def run(self, device: str = "cpu") -> None:
         merged_out = Path(self.merged_out)
@@ -222,9 +227,7 @@ class Merge(GpuStage):
             output_dir=str(merged_out),
             device=device,
         )
-        spec = self.spec
-        env = swift_cmd.swift_env(self.family, spec.min_pixels, spec.max_pixels, self.base, device)
-        run_logged(cmd, env, self.log_path)
+        run_logged(cmd, self.swift_env(self.base, device), self.log_path)
 
 
 @dataclass(frozen=True)
@@ -233,14 +236,11 @@ class Predict(GpuStage):
 
     name: ClassVar[str] = "predict"
 
-    family: str = io("param")
     model: str = io("model")
     dataset: str = io("jsonl")
-    spec: ResizeSpec = io("param")
     batch_size: int = io("param")
     max_new_tokens: int = io("param")
     result_out: str = io("result")
-    log_path: str = io("scratch")
 
     def run(self, device: str = "cpu") -> None:
         result_out = Path(self.result_out)
@@ -254,12 +254,9 @@ class Predict(GpuStage):
             max_new_tokens=self.max_new_tokens,
             device=device,
         )
-        spec = self.spec
         run_logged(
             cmd,
-            swift_cmd.swift_env(
-                self.family, spec.min_pixels, spec.max_pixels, str(self.model), device
-            ),
+            self.swift_env(str(self.model), device),
             self.log_path,
             label=f"swift infer {result_out.parent.name}/{result_out.stem}",
         )

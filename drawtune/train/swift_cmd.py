@@ -11,6 +11,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+from .. import paths
 from ..coords import vision_factor
 
 TEMPLATES = {"qwen3_vl": "qwen3_vl", "qwen2_5_vl": "qwen2_5_vl"}
@@ -19,7 +20,7 @@ TEMPLATES = {"qwen3_vl": "qwen3_vl", "qwen2_5_vl": "qwen2_5_vl"}
 def is_local_model(base: str) -> bool:
     """A local directory (or a path-looking string); otherwise a hub id such as
     ``Qwen/Qwen3-VL-4B-Instruct``."""
-    return base.startswith(("/", "./", "../", "resources/", "results/")) or Path(base).is_dir()
+    return base.startswith(("/", "./", "../", *paths.TREES)) or Path(base).is_dir()
 
 
 def swift_env(

@@ -131,8 +131,10 @@ def _run_stage(task: dict, tmp: Path, log_file: Path, chief: bool) -> None:
     for key in cls.fields_of("result"):
         results[key] = kwargs[key]
         kwargs[key] = str(tmp / f"{key}.jsonl")
+    for key in cls.fields_of("log"):
+        kwargs[key] = str(log_file)
     for key in cls.fields_of("scratch"):
-        kwargs[key] = str(log_file) if key == "log_path" else str(tmp / key)
+        kwargs[key] = str(tmp / key)
     for key in [*cls.fields_of("output"), *results]:
         path = results.get(key) or kwargs.get(key)
         if path:

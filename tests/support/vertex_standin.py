@@ -24,6 +24,16 @@ from google.cloud import aiplatform_v1
 
 from drawtune.vertex import gcs
 
+# The test copy of profiles/vertex/vertex.yaml: a project, region, bucket and image that exist
+# only here (the bucket is the GCS emulator's).
+SETTINGS = {
+    "project": "test-project",
+    "region": "us-central1",
+    "bucket": "drawtune-test",
+    "image": "us-central1-docker.pkg.dev/test-project/drawtune/train:ci",
+    "service_account": "trainer@test-project.iam.gserviceaccount.com",
+}
+
 JOBS = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+)/customJobs$")
 JOB = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+/customJobs/[^/:]+)(:cancel)?$")
 State = aiplatform_v1.JobState

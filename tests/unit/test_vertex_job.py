@@ -11,21 +11,12 @@ import tomllib
 import pytest
 import yaml
 from conftest import ROOT
-from gcs_emulator import BUCKET
+from vertex_standin import SETTINGS
 
 from drawtune.errors import StageError
 from drawtune.vertex import job as vertex_job
 from drawtune.vertex import staging, worker
 from drawtune.vertex.settings import Machine, Settings, console_url
-
-CANARY = "hf_canary_9f8e7d6c5b4a"
-SETTINGS = {
-    "project": "test-project",
-    "region": "us-central1",
-    "bucket": BUCKET,
-    "image": "us-central1-docker.pkg.dev/test-project/drawtune/train:ci",
-    "service_account": "trainer@test-project.iam.gserviceaccount.com",
-}
 
 
 # --------------------------------------------------------------------------- unit

@@ -17,6 +17,7 @@ import pytest
 import yaml
 from conftest import BIN, ROOT
 from gcs_emulator import BUCKET, free_port
+from vertex_standin import SETTINGS
 
 from drawtune.coords import ResizeSpec
 from drawtune.errors import StageError
@@ -27,13 +28,6 @@ from drawtune.vertex import staging
 from drawtune.vertex.settings import Settings
 
 CANARY = "hf_canary_9f8e7d6c5b4a"
-SETTINGS = {
-    "project": "test-project",
-    "region": "us-central1",
-    "bucket": BUCKET,
-    "image": "us-central1-docker.pkg.dev/test-project/drawtune/train:ci",
-    "service_account": "trainer@test-project.iam.gserviceaccount.com",
-}
 
 
 @pytest.fixture(scope="module")
