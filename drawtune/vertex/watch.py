@@ -9,8 +9,10 @@ import signal
 from pathlib import Path
 
 
-class Interrupted(Exception):
-    pass
+class Interrupted(BaseException):
+    """The job must be cancelled. A BaseException, as KeyboardInterrupt is: a signal that
+    arrives while the job's state is being read must not pass for a network error (which
+    ``wait_for`` retries) and leave the job running."""
 
 
 def raise_interrupt(signum, frame):

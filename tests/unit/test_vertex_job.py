@@ -17,6 +17,7 @@ from drawtune.errors import StageError
 from drawtune.vertex import job as vertex_job
 from drawtune.vertex import staging, worker
 from drawtune.vertex.settings import Machine, Settings, console_url
+from drawtune.vertex.watch import Interrupted
 
 
 # --------------------------------------------------------------------------- unit
@@ -153,3 +154,33 @@ def test_make_vertex_image_builds_and_pushes_the_profile_image():
 
 
 # --------------------------------------------------------------------------- stand-ins
+
+
+class _Job:
+    def __init__(self, state):
+        self.state = type("State", (), {"name": state})()
+
+
+class _InterruptedWhileReading:
+    """A JobService whose first state read is cut by Ctrl-C (the signal handler raises)."""
+
+    def __init__(self):
+        self.reads, self.cancelled = 0, []
+
+    def get_custom_job(self, name):
+        self.reads += 1
+        if self.reads == 1:
+            raise Interrupted("SIGINT")
+        return _Job("JOB_STATE_CANCELLED" if self.cancelled else "JOB_STATE_RUNNING")
+
+    def cancel_custom_job(self, name):
+        self.cancelled.append(name)
+
+
+def test_ctrl_c_while_the_state_is_read_cancels_the_job():
+    """A signal that lands during a state read is no network blip to retry: the job is
+    cancelled (tests/workflow/test_vertex.py::test_ctrl_c_cancels_the_job lost this race)."""
+    client = _InterruptedWhileReading()
+    with pytest.raises(StageError, match="cancelled \\(SIGINT\\)"):
+        vertex_job.wait_for(client, "projects/p/locations/r/customJobs/1", 0.01)
+    assert client.cancelled == ["projects/p/locations/r/customJobs/1"]

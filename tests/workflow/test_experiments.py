@@ -138,6 +138,7 @@ def test_adding_one_experiment_runs_only_it(mixed, tmp_path):
             "predict_split",
             "score_classification",
             "report_assets",
+            "report_provenance",  # the config page: the config changed
             "all",
         ]
     )
