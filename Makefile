@@ -65,5 +65,7 @@ slurm-deps:
 			slurm-wlm munge; \
 	fi
 
+# Trained adapters are write-protected (protected() in rules/train.smk): made writable first.
 clean:
+	if [ -d results ]; then chmod -R u+w results; fi
 	rm -rf results resources logs benchmarks .snakemake

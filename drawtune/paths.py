@@ -30,7 +30,11 @@ SPLITS = "results/splits"
 CLASSIFY_SPLITS = "results/splits/classify/{dataset}"
 SWIFT_ROOT = "results/swift"
 SWIFT = SWIFT_ROOT + "/{model}"
+SWIFT_DATA = SWIFT + "/{split}.jsonl"
+SWIFT_MANIFEST = SWIFT + "/{split}.manifest.jsonl"
 TRAIN = "results/train/{experiment}"
+ADAPTER = TRAIN + "/adapter"
+CHECKPOINTS = TRAIN + "/run"  # ms-swift's run: what an interrupted training resumes from
 MERGED = "results/merged/{experiment}"
 PREDICTIONS = "results/predictions/{model}"
 METRICS = "results/metrics/{model}"
@@ -45,13 +49,13 @@ def tiny_model(family: str) -> str:
 
 def adapter(experiment: str, root=".") -> Path:
     """An experiment's trained adapter (rule train_adapter)."""
-    return Path(root) / TRAIN.format(experiment=experiment) / "adapter"
+    return Path(root) / ADAPTER.format(experiment=experiment)
 
 
 def checkpoints(experiment: str, root=".") -> Path:
     """An experiment's checkpoint folder: ms-swift's run, kept so that an interrupted run
     resumes (rule train_adapter; not an output, Snakemake would delete it on failure)."""
-    return Path(root) / TRAIN.format(experiment=experiment) / "run"
+    return Path(root) / CHECKPOINTS.format(experiment=experiment)
 
 
 def merged(experiment: str, root=".") -> Path:
@@ -61,9 +65,11 @@ def merged(experiment: str, root=".") -> Path:
 
 def swift_data(model: str, split: str, folder=SWIFT_ROOT) -> Path:
     """A model's converted split as ms-swift reads it (rule convert_annotations)."""
-    return Path(folder) / model / f"{split}.jsonl"
+    relative = SWIFT_DATA.removeprefix(SWIFT_ROOT + "/")
+    return Path(folder) / relative.format(model=model, split=split)
 
 
 def swift_manifest(model: str, split: str, folder=SWIFT_ROOT) -> Path:
     """The image sizes of a converted split (rule convert_annotations)."""
-    return Path(folder) / model / f"{split}.manifest.jsonl"
+    relative = SWIFT_MANIFEST.removeprefix(SWIFT_ROOT + "/")
+    return Path(folder) / relative.format(model=model, split=split)

@@ -69,8 +69,8 @@ rule convert_annotations:
     input:
         records=split_records_file,
     output:
-        jsonl=f"{paths.SWIFT}/{{split}}.jsonl",
-        manifest=f"{paths.SWIFT}/{{split}}.manifest.jsonl",
+        jsonl=paths.SWIFT_DATA,
+        manifest=paths.SWIFT_MANIFEST,
     log:
         "logs/convert_annotations/{model}/{split}.log",
     conda:

@@ -5,7 +5,7 @@ rule train_adapter:
         val=swift_data("val"),
         manifest=swift_data("train", "manifest"),
     output:
-        adapter=protected(directory(f"{paths.TRAIN}/adapter")),
+        adapter=protected(directory(paths.ADAPTER)),
         logging=f"{paths.TRAIN}/logging.jsonl",
         telemetry=f"{paths.TRAIN}/telemetry.jsonl",
         tensorboard=directory(f"{paths.TRAIN}/tensorboard"),
