@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import launch, swift_cmd
-from .convert import dump_jsonl, load_jsonl, manifest_row, swift_row, truth_coco
+from . import estimate, gpu_plan, launch, swift_cmd
+from .convert import dump_jsonl, load_jsonl, manifest_row, swift_row, truth_coco, vision_factor
 from .coords import ResizeSpec, from_model, model_frame
 from .metrics import coco_metrics
 from .parse import parse_answer
@@ -20,6 +20,7 @@ from .records import InputError, Rules
 from .split import SPLITS, split_records
 
 log = logging.getLogger("drawtune")
+PLAN_FILE = "drawtune_plan.json"  # the training settings chosen for the job, beside the adapter
 
 
 class StageError(Exception):
@@ -199,13 +200,6 @@ def run_logged(cmd: list[str], env: dict, log_path, label: str | None = None, en
         )
 
 
-def _last_checkpoint(run_dir: Path) -> Path:
-    ckpts = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    if not ckpts:
-        raise StageError(f"swift sft wrote no checkpoint under {run_dir}")
-    return ckpts[-1]
-
-
 _TRAINING_STATE = (
     "optimizer.pt",
     "scheduler.pt",
@@ -257,13 +251,98 @@ def train(
         log.warning("the job has GPUs but torch sees none: training on CPU in one process")
         topo = launch.Topology(nnodes=1, gpus_per_node=0)
     deepspeed = launch.deepspeed_stage(choice, topo, device)
+    plan = plan_train(train_cfg, base, train_jsonl, manifest_jsonl, family, device, topo)
+    while True:
+        start = Path(log_path).stat().st_size if Path(log_path).exists() else 0
+        try:
+            cfg = _train_once(
+                plan, train_cfg, family, base, train_jsonl, val, run_dir, spec, device, environ,
+                topo, deepspeed, log_path,
+            )  # fmt: skip
+            break
+        except StageError:
+            nxt = gpu_plan.fallback(plan, train_cfg)
+            with open(log_path, "rb") as fh:
+                fh.seek(start)
+                attempt = fh.read().decode(errors="replace")
+            if nxt is None or not gpu_plan.is_out_of_memory(attempt):
+                raise
+            log.warning("out of memory with %s; retry with %s", _plan_line(plan), _plan_line(nxt))
+            shutil.rmtree(run_dir, ignore_errors=True)
+            plan = nxt
+    ckpts = launch.complete_checkpoints(run_dir)
+    if not ckpts:
+        raise StageError(f"swift sft wrote no complete checkpoint under {run_dir}")
+    ckpt = ckpts[-1]
+    adapter_out = Path(adapter_out)
+    if adapter_out.exists():
+        shutil.rmtree(adapter_out)
+    shutil.copytree(ckpt, adapter_out, ignore=shutil.ignore_patterns(*_TRAINING_STATE))
+    write_json(plan.as_dict(), adapter_out / PLAN_FILE)
+    shutil.copyfile(run_dir / "logging.jsonl", logging_out)
+    tb = Path(tensorboard_out)
+    if tb.exists():
+        shutil.rmtree(tb)
+    src = run_dir / "runs"
+    shutil.copytree(src, tb) if src.is_dir() else tb.mkdir(parents=True)
+    if telemetry_out:
+        write_telemetry(
+            logging_out, train_jsonl, manifest_jsonl, family, base, cfg, device,
+            telemetry_out, log_path, gpus=topo.world_size,
+        )  # fmt: skip
+
+
+def _plan_line(plan: gpu_plan.TrainPlan) -> str:
+    return (
+        f"micro-batch {plan.batch_size} x accumulation {plan.grad_accum}, gradient checkpointing "
+        f"{'on' if plan.gradient_checkpointing else 'off'}"
+    )
+
+
+def plan_train(train_cfg, base, train_jsonl, manifest_jsonl, family, device, topo):
+    """The job's training settings (drawtune.gpu_plan), from the model's shape, the longest
+    sample and the GPU; logged, and kept beside the adapter as ``drawtune_plan.json``."""
+    shape = None
+    if Path(str(base)).is_dir():
+        shape = gpu_plan.model_shape(base, estimate.safetensors_parameters(Path(base)))
+    tokens = train_cfg.get("max_length", 4096)
+    if manifest_jsonl and Path(manifest_jsonl).is_file():
+        manifest = {m["image"]: m for m in load_jsonl(manifest_jsonl)}
+        rows = load_jsonl(train_jsonl)
+        longest = max((estimate.sample_tokens(r, manifest, family) for r in rows), default=1)
+        tokens = min(tokens, longest)
+    plan = gpu_plan.plan_training(
+        train_cfg,
+        shape=shape,
+        tokens=tokens,
+        device=device,
+        gpu_gib=gpu_plan.gpu_memory_gib(device),
+        world_size=topo.world_size,
+        cpus=gpu_plan.cpu_count(),
+        liger_ok=gpu_plan.liger_available(),
+    )
+    log.info(
+        "plan: %s, %d loader workers, liger %s, LoRA dtype %s; predicted peak %s GiB of %s GiB "
+        "(%d tokens in the longest sample; %s)",
+        _plan_line(plan), plan.dataloader_workers, "on" if plan.liger else "off",
+        plan.lora_dtype, plan.predicted_gib, plan.gpu_gib, tokens, plan.reason,
+    )  # fmt: skip
+    return plan
+
+
+def _train_once(
+    plan, train_cfg, family, base, train_jsonl, val, run_dir, spec, device, environ, topo,
+    deepspeed, log_path,
+):  # fmt: skip
+    """One ``swift sft`` with ``plan``'s settings; returns the resolved training block."""
+    cfg = plan.apply(train_cfg)
     cmd = swift_cmd.sft_command(
         family=family,
         base=base,
         train=str(train_jsonl),
         val=val,
         output_dir=str(run_dir),
-        train_cfg=train_cfg,
+        train_cfg=cfg,
         device=device,
         deepspeed=deepspeed,
     )
@@ -290,22 +369,7 @@ def train(
         label=f"swift sft {run_dir.parent.name}",
         environ=srun_env,
     )
-    ckpt = _last_checkpoint(run_dir)
-    adapter_out = Path(adapter_out)
-    if adapter_out.exists():
-        shutil.rmtree(adapter_out)
-    shutil.copytree(ckpt, adapter_out, ignore=shutil.ignore_patterns(*_TRAINING_STATE))
-    shutil.copyfile(run_dir / "logging.jsonl", logging_out)
-    tb = Path(tensorboard_out)
-    if tb.exists():
-        shutil.rmtree(tb)
-    src = run_dir / "runs"
-    shutil.copytree(src, tb) if src.is_dir() else tb.mkdir(parents=True)
-    if telemetry_out:
-        write_telemetry(
-            logging_out, train_jsonl, manifest_jsonl, family, base, train_cfg, device,
-            telemetry_out, log_path, gpus=topo.world_size,
-        )  # fmt: skip
+    return cfg
 
 
 def write_telemetry(
@@ -386,6 +450,11 @@ def predict(
 ) -> None:
     result_out = Path(result_out)
     result_out.unlink(missing_ok=True)  # swift infer appends to an existing result file
+    rows = load_jsonl(dataset)
+    batch_size, why = plan_predict_batch(
+        batch_size, model, rows, family, spec, max_new_tokens, device
+    )
+    log.info("prediction batch: %d (%s)", batch_size, why)
     cmd = swift_cmd.infer_command(
         family=family,
         model=str(model),
@@ -401,9 +470,34 @@ def predict(
         log_path,
         label=f"swift infer {result_out.parent.name}/{result_out.stem}",
     )
-    n_in, n_out = len(load_jsonl(dataset)), len(load_jsonl(result_out))
+    n_in, n_out = len(rows), len(load_jsonl(result_out))
     if n_in != n_out:
         raise StageError(f"swift infer returned {n_out} rows for {n_in} inputs in {dataset}")
+
+
+def plan_predict_batch(batch_size, model, rows, family, spec, max_new_tokens, device):
+    """(batch, reason): config's integer, or for ``auto`` the largest batch whose key/value
+    cache fits the GPU (drawtune.gpu_plan), from the model's shape and the longest prompt."""
+    if batch_size != "auto":
+        return int(batch_size), "batch_size from config"
+    shape = None
+    if Path(str(model)).is_dir():
+        shape = gpu_plan.model_shape(model, estimate.safetensors_parameters(Path(model)))
+    f2 = vision_factor(family) ** 2
+    prompt = max((_prompt_tokens(r) for r in rows[:32]), default=0)
+    return gpu_plan.plan_predict(
+        batch_size,
+        shape=shape,
+        tokens=prompt + spec.max_pixels // f2 + estimate.TEMPLATE_TOKENS,
+        new_tokens=max_new_tokens,
+        n_inputs=len(rows),
+        device=device,
+        gpu_gib=gpu_plan.gpu_memory_gib(device),
+    )
+
+
+def _prompt_tokens(row: dict) -> int:
+    return sum(estimate.text_tokens(m["content"]) for m in row["messages"] if m["role"] == "user")
 
 
 # --------------------------------------------------------------------------- score
