@@ -144,10 +144,13 @@ def swift_env(model_dir: Path) -> dict:
     return {**os.environ, **env("qwen3_vl", 3136, MAX_PIXELS, str(model_dir), "cuda")}
 
 
-def run_logged(cmd: list[str], env: dict, log_path: Path, timeout: float) -> float:
+def run_logged(cmd: list[str], env: dict, log_path: Path, timeout: float, cwd: Path) -> float:
+    """Run ``cmd`` in the workflow's folder (the converted data's image paths are relative)."""
     t = time.time()
     with open(log_path, "w") as fh:
-        proc = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout)
+        proc = subprocess.run(
+            cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout, cwd=cwd
+        )
     if proc.returncode:
         print("\n".join(log_path.read_text(errors="replace").splitlines()[-30:]))
         raise SystemExit(f"{cmd[:2]} failed")
@@ -160,7 +163,9 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=400, help="synthetic drawings (train+val+test)")
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--warmup", type=int, default=3, help="logging steps left out of steady state")
-    ap.add_argument("--baseline-infer-batch", type=int, default=64)
+    ap.add_argument(
+        "--baseline-infer-batch", default="64", help="comma-separated swift infer batches"
+    )
     ap.add_argument(
         "--parts",
         default="train,predict,baseline_train,baseline_predict",
@@ -221,7 +226,13 @@ def main() -> int:
             baseline_train(wd, out, res, model_dir, train_jsonl, tokens / n_train, params, a, part)
             save()
     if "baseline_predict" in parts:
-        baseline_predict(wd, out, res, model_dir, a)
+        batches = [int(b) for b in a.baseline_infer_batch.split(",")]
+        chosen = res.get("workflow_predict", {}).get("batch_size")
+        for batch in batches + ([chosen] if chosen and chosen not in batches else []):
+            baseline_predict(wd, out, res, model_dir, a, batch)
+            save()
+        best = max(res["baseline_predict"].values(), key=lambda r: r["images_per_s_whole_call"])
+        res["baseline_predict_images_per_s"] = best["images_per_s_whole_call"]
         save()
     short = {k: v for k, v in res.items() if not isinstance(v, dict)}
     print(json.dumps(short, indent=1))
@@ -246,7 +257,9 @@ def predict_rule(wd, res):
     res["workflow_predict"] = {"images": n_test, "rule_s": round(rule_s, 1),
                                "images_per_s_whole_rule": round(n_test / rule_s, 2)}  # fmt: skip
     plog = (wd / "logs/predict_split/base/test.log").read_text(errors="replace")
-    res["workflow_predict"]["batch"] = [x for x in plog.splitlines() if "prediction batch" in x]
+    line = next(x for x in plog.splitlines() if "prediction batch" in x)
+    res["workflow_predict"]["batch_line"] = line
+    res["workflow_predict"]["batch_size"] = int(line.split("prediction batch: ")[1].split()[0])
     res["predict_images_per_s"] = res["workflow_predict"]["images_per_s_whole_rule"]
     log(f"workflow predict: {res['workflow_predict']}")
 
@@ -264,11 +277,11 @@ def baseline_train(wd, out, res, model_dir, train_jsonl, tokens, params, a, part
         "--dataloader_num_workers", "8", "--lora_rank", "8", "--lora_alpha", "32",
         "--target_modules", "all-linear", "--freeze_vit", "true", "--logging_steps", "1",
         "--split_dataset_ratio", "0", "--save_strategy", "no", "--max_length", "4096",
-        "--seed", "42", "--data_seed", "42",
+        "--seed", "42", "--data_seed", "42", "--warmup_ratio", "0.05", "--weight_decay", "0.1",
     ]  # fmt: skip
     if part == "baseline_train_bf16":
         sft += ["--lora_dtype", "bfloat16"]
-    wall = run_logged(sft, swift_env(model_dir), out / f"{part}.log", 400)
+    wall = run_logged(sft, swift_env(model_dir), out / f"{part}.log", 400, wd)
     bl = steady(base_out / "logging.jsonl", 16, tokens, params, a.warmup)
     res[part] = {**bl, "wall_s": round(wall, 1), "command": " ".join(sft)}
     if part == "baseline_train":
@@ -276,24 +289,37 @@ def baseline_train(wd, out, res, model_dir, train_jsonl, tokens, params, a, part
     log(f"{part}: {json.dumps({k: v for k, v in bl.items() if k != 'loss'})}")
 
 
-def baseline_predict(wd, out, res, model_dir, a):
+def baseline_predict(wd, out, res, model_dir, a, batch):
     """Plain swift infer on the same test split."""
     n_test = sum(1 for _ in (wd / "results/swift/base/test.jsonl").open())
     test_jsonl = wd / "results/swift/base/test.jsonl"
-    result = out / "baseline_infer.jsonl"
+    result = wd / f"baseline_infer_b{batch}.jsonl"
     infer = [
         "swift", "infer", "--model", str(model_dir), "--model_type", "qwen3_vl",
         "--template", "qwen3_vl", "--torch_dtype", "bfloat16", "--attn_impl", "sdpa",
         "--val_dataset", str(test_jsonl), "--infer_backend", "transformers",
-        "--max_batch_size", str(a.baseline_infer_batch), "--temperature", "0",
+        "--max_batch_size", str(batch), "--temperature", "0",
         "--max_new_tokens", str(a.new_tokens), "--result_path", str(result),
     ]  # fmt: skip
-    wall = run_logged(infer, swift_env(model_dir), out / "baseline_infer.log", 300)
-    res["baseline_predict"] = {"images": n_test, "wall_s": round(wall, 1),
-                               "images_per_s_whole_call": round(n_test / wall, 2),
-                               "command": " ".join(infer)}  # fmt: skip
-    res["baseline_predict_images_per_s"] = res["baseline_predict"]["images_per_s_whole_call"]
-    log(f"baseline infer: {res['baseline_predict']}")
+    wall = run_logged(infer, swift_env(model_dir), out / f"baseline_infer_b{batch}.log", 300, wd)
+    row = {"images": n_test, "batch": batch, "wall_s": round(wall, 1),
+           "images_per_s_whole_call": round(n_test / wall, 2), "command": " ".join(infer),
+           "same_answers_as_workflow": same_answers(wd, result)}  # fmt: skip
+    res.setdefault("baseline_predict", {})[f"b{batch}"] = row
+    log(f"baseline infer: {row}")
+
+
+def same_answers(wd: Path, result: Path) -> bool | None:
+    """Whether plain swift infer answered every image exactly as the workflow's rule did."""
+    ours = wd / "results/predictions/base/test.jsonl"
+    if not ours.is_file():
+        return None
+
+    def answers(p):
+        rows = [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
+        return sorted((json.dumps(r.get("images")), r.get("response")) for r in rows)
+
+    return answers(ours) == answers(result)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ GIB = 2**30
 # Activation bytes kept for backward, per token, per decoder layer and hidden unit, LoRA with a
 # frozen vision tower (H200 probe, bench/gpu_probe.py). Without checkpointing every layer keeps
 # its activations; with it only the layer inputs (2 bytes a unit) plus one layer being redone.
-ACT_NO_CKPT = {"float32": 110.0, "bfloat16": 70.0}  # by LoRA adapter dtype
+ACT_NO_CKPT = {"float32": 110.0, "bfloat16": 80.0}  # by LoRA adapter dtype
 ACT_CKPT_LAYER_INPUT = 2.0
 # Loss over the answer tokens without Liger's fused linear cross-entropy: logits in bf16, their
 # float32 copy and its gradient, per answer token and vocabulary entry.
@@ -242,7 +242,7 @@ def fallback(plan: TrainPlan, train_cfg: dict) -> TrainPlan | None:
 def predict_peak_gib(shape: Shape, batch: int, tokens: int, new_tokens: int) -> float:
     """Weights, the key/value cache of the whole batch, and the prefill's transient work."""
     kv = shape.layers * 2 * shape.kv_dim * 2 * (tokens + new_tokens)
-    prefill = 12 * shape.hidden * tokens  # one layer's activations at a time, bf16
+    prefill = 30 * shape.hidden * tokens  # one layer's transient work at a time, bf16
     return (shape.params * 2 + batch * (kv + prefill)) / GIB + RESERVE_GIB
 
 
