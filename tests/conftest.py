@@ -77,6 +77,7 @@ def tiny_config(dataset_annotations: str) -> dict:
             "learning_rate": 0.001,
             "epochs": 1,
             "batch_size": 2,
+            "grad_accum": 1,
             "max_length": 2048,
             "seed": 1,
         }

@@ -37,14 +37,15 @@ from typing import ClassVar
 
 from ..coords import ResizeSpec
 from ..errors import StageError
-from ..jsonio import load_jsonl
-from . import launch, swift_cmd
+from ..jsonio import load_jsonl, write_json
+from . import gpu_plan, launch, swift_cmd
 from .checkpoints import (
     TRAINING_STATE,
     last_checkpoint,
     resume_checkpoint,
     write_fingerprint,
 )
+from .job_plan import PLAN_FILE, plan_line, plan_predict_batch, plan_train
 from .run import run_logged
 from .telemetry import write_telemetry
 
@@ -147,13 +148,55 @@ class Train(GpuStage):
             log.warning("the job has GPUs but torch sees none: training on CPU in one process")
             topo = launch.Topology(nnodes=1, gpus_per_node=0)
         deepspeed = launch.deepspeed_stage(choice, topo, device)
+        plan = plan_train(
+            self.train_cfg, self.base, self.train_jsonl, self.manifest_jsonl, self.family,
+            device, topo,
+        )  # fmt: skip
+        while True:
+            log_file = Path(self.log_path)
+            start = log_file.stat().st_size if log_file.exists() else 0
+            try:
+                cfg = self._train_once(plan, val, device, environ, topo, deepspeed)
+                break
+            except StageError:
+                nxt = gpu_plan.fallback(plan, self.train_cfg)
+                with open(self.log_path, "rb") as fh:
+                    fh.seek(start)
+                    attempt = fh.read().decode(errors="replace")
+                if nxt is None or not gpu_plan.is_out_of_memory(attempt):
+                    raise
+                log.warning("out of memory with %s; retry with %s", plan_line(plan), plan_line(nxt))
+                shutil.rmtree(run_dir, ignore_errors=True)
+                plan = nxt
+        ckpt = last_checkpoint(run_dir)
+        adapter_out = Path(self.adapter_out)
+        if adapter_out.exists():
+            shutil.rmtree(adapter_out)
+        shutil.copytree(ckpt, adapter_out, ignore=shutil.ignore_patterns(*TRAINING_STATE))
+        write_json(plan.as_dict(), adapter_out / PLAN_FILE)
+        shutil.copyfile(run_dir / "logging.jsonl", self.logging_out)
+        tb = Path(self.tensorboard_out)
+        if tb.exists():
+            shutil.rmtree(tb)
+        src = run_dir / "runs"
+        shutil.copytree(src, tb) if src.is_dir() else tb.mkdir(parents=True)
+        if self.telemetry_out:
+            write_telemetry(
+                self.logging_out, self.train_jsonl, self.manifest_jsonl, self.family, self.base,
+                cfg, device, self.telemetry_out, self.log_path, gpus=topo.world_size,
+            )  # fmt: skip
+
+    def _train_once(self, plan, val, device, environ, topo, deepspeed) -> dict:
+        """One ``swift sft`` with ``plan``'s settings; returns the resolved training block."""
+        run_dir = Path(self.run_dir)
+        cfg = plan.apply(self.train_cfg)
         cmd = swift_cmd.sft_command(
             family=self.family,
             base=self.base,
             train=str(self.train_jsonl),
             val=val,
             output_dir=str(run_dir),
-            train_cfg=self.train_cfg,
+            train_cfg=cfg,
             device=device,
             deepspeed=deepspeed,
         )
@@ -181,22 +224,7 @@ class Train(GpuStage):
             label=f"swift sft {run_dir.parent.name}",
             environ=srun_env,
         )
-        ckpt = last_checkpoint(run_dir)
-        adapter_out = Path(self.adapter_out)
-        if adapter_out.exists():
-            shutil.rmtree(adapter_out)
-        shutil.copytree(ckpt, adapter_out, ignore=shutil.ignore_patterns(*TRAINING_STATE))
-        shutil.copyfile(run_dir / "logging.jsonl", self.logging_out)
-        tb = Path(self.tensorboard_out)
-        if tb.exists():
-            shutil.rmtree(tb)
-        src = run_dir / "runs"
-        shutil.copytree(src, tb) if src.is_dir() else tb.mkdir(parents=True)
-        if self.telemetry_out:
-            write_telemetry(
-                self.logging_out, self.train_jsonl, self.manifest_jsonl, self.family, self.base,
-                self.train_cfg, device, self.telemetry_out, self.log_path, gpus=topo.world_size,
-            )  # fmt: skip
+        return cfg
 
 
 @dataclass(frozen=True)
@@ -238,19 +266,24 @@ class Predict(GpuStage):
 
     model: str = io("model")
     dataset: str = io("jsonl")
-    batch_size: int = io("param")
+    batch_size: int | str = io("param")  # or "auto" (drawtune.train.job_plan)
     max_new_tokens: int = io("param")
     result_out: str = io("result")
 
     def run(self, device: str = "cpu") -> None:
         result_out = Path(self.result_out)
         result_out.unlink(missing_ok=True)  # swift infer appends to an existing result file
+        rows = load_jsonl(self.dataset)
+        batch_size, why = plan_predict_batch(
+            self.batch_size, self.model, rows, self.family, self.spec, self.max_new_tokens, device
+        )
+        log.info("prediction batch: %d (%s)", batch_size, why)
         cmd = swift_cmd.infer_command(
             family=self.family,
             model=str(self.model),
             dataset=str(self.dataset),
             result_path=str(result_out),
-            batch_size=self.batch_size,
+            batch_size=batch_size,
             max_new_tokens=self.max_new_tokens,
             device=device,
         )
@@ -260,7 +293,7 @@ class Predict(GpuStage):
             self.log_path,
             label=f"swift infer {result_out.parent.name}/{result_out.stem}",
         )
-        n_in, n_out = len(load_jsonl(self.dataset)), len(load_jsonl(result_out))
+        n_in, n_out = len(rows), len(load_jsonl(result_out))
         if n_in != n_out:
             raise StageError(
                 f"swift infer returned {n_out} rows for {n_in} inputs in {self.dataset}"

@@ -65,6 +65,10 @@ def attn_impl(device: str) -> str:
     return "sdpa"
 
 
+# settings that may be "auto" in config and are resolved for the job by drawtune.train.gpu_plan
+_PLANNED = ("batch_size", "grad_accum", "gradient_checkpointing", "dataloader_workers", "liger")
+
+
 def sft_command(
     *,
     family: str,
@@ -80,6 +84,9 @@ def sft_command(
     ``deepspeed`` is ms-swift's preset name (``zero2``, ``zero3``, ``zero3_offload``) for a run
     over several GPUs (see ``drawtune.train.launch.deepspeed_stage``)."""
     t = train_cfg
+    unresolved = [k for k in _PLANNED if t.get(k) == "auto"]
+    if unresolved:
+        raise ValueError(f"resolve {', '.join(unresolved)} first (drawtune.train.gpu_plan)")
     cmd = ["swift", "sft", *model_args(family, base, device)]
     cmd += [
         "--check_model",
@@ -148,6 +155,10 @@ def sft_command(
             "--target_modules",
             *str(lora["target_modules"]).split(),
         ]
+        if lora.get("dtype") not in (None, "auto"):
+            cmd += ["--lora_dtype", lora["dtype"]]
+    if t.get("liger"):
+        cmd += ["--use_liger_kernel", "true"]
     if deepspeed:
         cmd += ["--deepspeed", deepspeed]
     if t["tuner"] == "qlora":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from drawtune.config import fill_defaults, load_schema
+from drawtune.train.gpu_plan import plan_training
 from drawtune.train.swift_cmd import export_command, infer_command, sft_command, swift_env
 
 HUB_ID = "Qwen/Qwen3-VL-4B-Instruct"
@@ -20,6 +21,11 @@ def flag(cmd: list[str], name: str) -> str:
     return cmd[cmd.index(name) + 1]
 
 
+def resolved(cfg: dict) -> dict:
+    """A training block with its ``auto`` settings resolved for a CPU job."""
+    return plan_training(cfg, shape=None, tokens=1000, device="cpu", gpu_gib=None).apply(cfg)
+
+
 def sft(tmp_path, family="qwen3_vl", val=None, **experiment) -> list[str]:
     return sft_command(
         family=family,
@@ -27,7 +33,7 @@ def sft(tmp_path, family="qwen3_vl", val=None, **experiment) -> list[str]:
         train="data/train.jsonl",
         val=val,
         output_dir="results/run/x",
-        train_cfg=train_cfg(**experiment),
+        train_cfg=resolved(train_cfg(**experiment)),
     )
 
 
@@ -37,10 +43,18 @@ def sft(tmp_path, family="qwen3_vl", val=None, **experiment) -> list[str]:
 def test_fill_defaults_through_ref_and_additional_properties():
     cfg = train_cfg()
     assert cfg["tuner"] == "lora"
-    assert cfg["lora"] == {"rank": 8, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
+    assert cfg["lora"] == {
+        "rank": 8,
+        "alpha": 32,
+        "dropout": 0.05,
+        "dtype": "auto",
+        "target_modules": "all-linear",
+    }
     assert cfg["extra_args"] == {}
-    assert cfg["grad_accum"] == 1
-    assert cfg["dataloader_workers"] == 0
+    # the speed settings adapt to the job's GPU unless config fixes them (drawtune.train.gpu_plan)
+    for key in ("batch_size", "grad_accum", "gradient_checkpointing", "dataloader_workers"):
+        assert cfg[key] == "auto"
+    assert cfg["liger"] == "auto" and cfg["global_batch"] == 16
     assert cfg["learning_rate"] == 0.0001
     assert cfg["freeze_vit"] is True
 
@@ -53,6 +67,7 @@ def test_fill_defaults_keeps_given_values_and_fills_siblings():
         "rank": 16,
         "alpha": 32,
         "dropout": 0.05,
+        "dtype": "auto",
         "target_modules": "all-linear",
     }
     assert out["experiments"]["a"]["tuner"] == "qlora"
@@ -60,7 +75,7 @@ def test_fill_defaults_keeps_given_values_and_fills_siblings():
     assert out["experiments"]["b"]["tuner"] == "lora"
     # top-level defaults too, and nothing invented where the schema has no default
     assert out["split"] == {"val": 0.1, "test": 0.2, "salt": "drawtune"}
-    assert out["predict"] == {"batch_size": 4, "max_new_tokens": 512}
+    assert out["predict"] == {"batch_size": "auto", "max_new_tokens": 512}
     assert "model" not in out
     # the input is left alone
     assert given == {
@@ -102,8 +117,13 @@ def test_sft_command_is_explicit(tmp_path, family):
     assert flag(cmd, "--add_version") == "false"
     assert flag(cmd, "--output_dir") == "results/run/x"
     assert flag(cmd, "--dataset") == "data/train.jsonl"
-    assert flag(cmd, "--gradient_accumulation_steps") == "1"
+    # CPU: micro-batch 2, accumulation making up the default global batch of 16, no workers
+    assert flag(cmd, "--per_device_train_batch_size") == "2"
+    assert flag(cmd, "--gradient_accumulation_steps") == "8"
     assert flag(cmd, "--dataloader_num_workers") == "0"
+    assert flag(cmd, "--gradient_checkpointing") == "false"
+    assert flag(cmd, "--lora_dtype") == "float32"
+    assert "--use_liger_kernel" not in cmd
     assert flag(cmd, "--eval_strategy") == "no"
     assert "--val_dataset" not in cmd
     assert all(isinstance(x, str) for x in cmd)
@@ -156,7 +176,7 @@ def test_hub_model_is_fetched_with_hf(tmp_path):
         train="t.jsonl",
         val=None,
         output_dir="o",
-        train_cfg=train_cfg(),
+        train_cfg=resolved(train_cfg()),
     )
     assert flag(cmd, "--use_hf") == "true"
     assert "--use_hf" not in sft(tmp_path)
@@ -172,7 +192,7 @@ def test_cpu_and_gpu_dtype(tmp_path):
         train="t",
         val=None,
         output_dir="o",
-        train_cfg=train_cfg(),
+        train_cfg=resolved(train_cfg()),
         device="cuda",
     )
     assert flag(gpu, "--torch_dtype") == "bfloat16"
