@@ -30,11 +30,17 @@ def load_config(path) -> dict:
     except jsonschema.ValidationError as e:
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
         raise ConfigError(f"{path}: {where}: {e.message}") from None
-    cfg = fill_defaults(cfg, schema)
     try:
-        check_experiments(cfg)
+        return completed(cfg, schema)
     except ValueError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+def completed(cfg: dict, schema: dict | None = None) -> dict:
+    """A config that passed the schema with its defaults filled in and the cross-field checks
+    made (ValueError names the experiment): what rules/common.smk and :func:`load_config` use."""
+    cfg = fill_defaults(cfg, schema or load_schema())
+    check_experiments(cfg)
     return cfg
 
 

@@ -4,8 +4,7 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 from drawtune import paths
-from drawtune.config import check_experiments, classify_classes, detect_datasets
-from drawtune.config import fill_defaults, load_schema
+from drawtune.config import classify_classes, completed, detect_datasets
 from drawtune.config import models as model_names
 from drawtune.config import settings as model_settings
 from drawtune.data.readers import uses_resize
@@ -15,9 +14,8 @@ from drawtune.data.stamp import dataset_stamp
 min_version("9.0")
 
 
-validate(config, schema="../config/schema.yaml")
-config.update(fill_defaults(config, load_schema()))
-check_experiments(config)
+validate(config, schema=str(paths.SCHEMA))
+config.update(completed(config))
 EXPERIMENTS = sorted(config["experiments"])
 MODELS = model_names(config)
 SETTINGS = {name: model_settings(config, name) for name in MODELS}
