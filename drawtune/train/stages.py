@@ -83,6 +83,11 @@ class GpuStage:
         """The names of the fields that travel as one of ``kinds``, in declaration order."""
         return [f.name for f in dataclasses.fields(cls) if f.metadata["io"] in kinds]
 
+    @classmethod
+    def io_of(cls, name: str) -> str:
+        """How the field ``name`` travels (one of IO_KINDS)."""
+        return {f.name: f.metadata["io"] for f in dataclasses.fields(cls)}[name]
+
     def to_task(self) -> dict:
         """The arguments as JSON values (a resize spec as its fields)."""
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}

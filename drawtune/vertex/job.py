@@ -156,7 +156,7 @@ def run_remote(*, settings_path, rule: str, name: str, stage: GpuStage, workdir=
             value = local[key]
             if value is None:
                 continue
-            kind = _kind(stage, key)
+            kind = stage.io_of(key)
             if kind == "model":
                 task_kwargs[key] = stager.stage_model(str(value))
             elif kind == "jsonl":
@@ -217,8 +217,3 @@ def run_remote(*, settings_path, rule: str, name: str, stage: GpuStage, workdir=
         path = local[key]
         dump_jsonl(map_images(load_jsonl(path), lambda p: back.get(p, p)), path)
     log.info("vertex job %s succeeded; outputs downloaded", job.name)
-
-
-def _kind(stage: GpuStage, key: str) -> str:
-    (kind,) = [k for k in ("model", "jsonl", "path") if key in stage.fields_of(k)]
-    return kind

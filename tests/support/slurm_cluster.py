@@ -2,8 +2,8 @@
 (nodes ``n1`` and ``n2``, two fake GPUs each) from Debian's slurm-wlm, all under one temporary
 folder, on free ports, stopped afterwards. Root only (slurmd runs jobs as their user).
 
-Run by hand: ``python tests/slurm_cluster.py DIR`` starts one and prints the ``SLURM_CONF`` to
-export; Ctrl-C stops it.
+Run by hand: ``python tests/support/slurm_cluster.py DIR`` starts one and prints the
+``SLURM_CONF`` to export; Ctrl-C stops it.
 
 Two facts shape it: the slurm executor plugin's job step strips every ``SLURM_*`` variable
 (``SLURM_CONF`` too) before its inner ``srun``, so ``bin/srun`` here is a wrapper that puts

@@ -1,5 +1,5 @@
-"""profiles/slurm against a real SLURM cluster on localhost (tests/slurm_cluster.py): the GPU
-rules go through sbatch, a cancelled training resumes from its checkpoint, and 2-GPU / 2-node
+"""profiles/slurm against a real SLURM cluster on localhost (tests/support/slurm_cluster.py): the
+GPU rules go through sbatch, a cancelled training resumes from its checkpoint, and 2-GPU / 2-node
 jobs ask SLURM for the right resources and start ms-swift's launcher with the right variables.
 
 Skipped only where slurm-wlm/munge are not installed or the tests do not run as root

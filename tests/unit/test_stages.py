@@ -1,0 +1,64 @@
+"""The GPU stages, each declared once: what travels how to a Vertex AI job, and the round trip
+through a job's task (the launcher writes it, the worker reads it)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from drawtune.coords import ResizeSpec
+from drawtune.errors import StageError
+from drawtune.train.stages import STAGES, Merge, Predict, Train, from_task, stage_class
+
+TRAIN = Train(
+    family="qwen3_vl",
+    base="resources/models/tiny-qwen3_vl",
+    train_jsonl="results/swift/demo/train.jsonl",
+    val_jsonl="results/swift/demo/val.jsonl",
+    train_cfg={"tuner": "lora", "extra_args": {}},
+    spec=ResizeSpec(min_pixels=3136, max_pixels=50176),
+    adapter_out="results/train/demo/adapter",
+    logging_out="results/train/demo/logging.jsonl",
+    tensorboard_out="results/train/demo/tensorboard",
+    log_path="logs/train_adapter/demo.log",
+    run_dir="results/train/demo/run",
+    manifest_jsonl="results/swift/demo/train.manifest.jsonl",
+    telemetry_out="results/train/demo/telemetry.jsonl",
+)
+
+
+def test_each_stage_says_how_its_arguments_travel():
+    assert set(STAGES) == {"train", "merge", "predict"}
+    assert Train.fields_of("model") == ["base"]
+    assert Train.fields_of("jsonl") == ["train_jsonl", "val_jsonl", "manifest_jsonl"]
+    assert Train.fields_of("output") == [
+        "adapter_out",
+        "logging_out",
+        "tensorboard_out",
+        "telemetry_out",
+    ]
+    assert Train.fields_of("log") == ["log_path"] and Train.fields_of("scratch") == ["run_dir"]
+    assert Merge.fields_of("model", "path") == ["base", "adapter"]
+    assert Merge.fields_of("output") == ["merged_out"]
+    assert Predict.fields_of("model", "jsonl") == ["model", "dataset"]
+    assert Predict.fields_of("result") == ["result_out"]
+    assert Predict.io_of("batch_size") == "param"
+
+
+def test_a_stage_survives_the_jobs_task():
+    task = json.loads(json.dumps(TRAIN.to_task()))  # what the job's command line carries
+    assert task["spec"] == {"min_pixels": 3136, "max_pixels": 50176, "factor": 28}
+    assert from_task("train", task) == TRAIN
+
+
+def test_several_gpus_in_a_job_train_with_zero2_unless_the_experiment_says():
+    assert TRAIN.in_job(distributed=False) == TRAIN
+    assert TRAIN.in_job(distributed=True).train_cfg["extra_args"] == {"deepspeed": "zero2"}
+    own = TRAIN.replace(train_cfg={"extra_args": {"deepspeed": "zero3"}})
+    assert own.in_job(distributed=True).train_cfg["extra_args"] == {"deepspeed": "zero3"}
+
+
+def test_unknown_stage_is_refused():
+    with pytest.raises(StageError, match="unknown stage 'export'"):
+        stage_class("export")
