@@ -288,7 +288,7 @@ def train(
     if telemetry_out:
         write_telemetry(
             logging_out, train_jsonl, manifest_jsonl, family, base, cfg, device,
-            telemetry_out, log_path, gpus=topo.world_size,
+            telemetry_out, log_path, gpus=topo.world_size, settings=plan.as_dict(),
         )  # fmt: skip
 
 
@@ -381,6 +381,7 @@ def write_telemetry(
     out,
     log_path,
     gpus=None,
+    settings=None,
 ) -> list[dict]:
     """Per-step telemetry (drawtune.telemetry) as JSONL, and as a table appended to the log.
     ``gpus``: the training's processes (train passes its topology's world size; the launcher
@@ -410,6 +411,8 @@ def write_telemetry(
         gpus=gpus,
         device=name or "cpu",
     )
+    if rows and settings:
+        rows[0]["settings"] = settings  # what drawtune.gpu_plan chose; the report shows it
     dump_jsonl(rows, out)
     with open(log_path, "a") as fh:
         fh.write(f"\ntelemetry ({name or 'cpu'}, {gpus} GPU(s), {params:,} parameters, ")
