@@ -24,11 +24,32 @@ def training_cost(telemetry_file) -> tuple[float | None, float | None]:
     return secs, secs * last.get("gpus", 1) / 3600
 
 
+def training_settings(telemetry_file) -> str:
+    """The speed settings the training job ran with (drawtune.train.gpu_plan), in one line."""
+    rows = load_jsonl(telemetry_file) if telemetry_file else []
+    s = rows[0].get("settings") if rows else None
+    if not s:
+        return "-"
+    parts = [
+        f"micro-batch {s['batch_size']} x {s['grad_accum']}",
+        "checkpointing" if s["gradient_checkpointing"] else "no checkpointing",
+        f"{s['dataloader_workers']} workers",
+    ]
+    if s.get("liger"):
+        parts.append("Liger")
+    if s.get("lora_dtype"):
+        parts.append(f"LoRA {s['lora_dtype']}")
+    if s.get("predicted_gib") is not None and s.get("gpu_gib"):
+        parts.append(f"planned {s['predicted_gib']:.0f} of {s['gpu_gib']:.0f} GiB")
+    return html.escape(", ".join(parts))
+
+
 def _cost_cells(name: str, telemetry: dict, untrained: bool) -> str:
     secs, gpu_h = training_cost(telemetry.get(name))
     t = "untrained" if untrained else ("-" if secs is None else f"{secs / 60:.1f} min")
     g = "-" if gpu_h is None else f"{gpu_h:.3f}"
-    return f"<td>{t}</td><td>{g}</td>"
+    settings = "-" if untrained else training_settings(telemetry.get(name))
+    return f"<td>{t}</td><td>{g}</td><td>{settings}</td>"
 
 
 DETECT_COLS = (
@@ -67,7 +88,8 @@ def _leaderboard(title, metrics, rank_by, cols, telemetry, untrained, before=(),
         cells += _cost_cells(name, telemetry, name in untrained)
         cells += "".join(f"<td>{fn(m)}</td>" for _, fn in after)
         rows.append(f"<tr><td>{rank}</td><th>{html.escape(name)}</th>{cells}</tr>")
-    heads = ("#", "model", *cols, *(h for h, _ in before), "training time", "GPU hours")
+    heads = ("#", "model", *cols, *(h for h, _ in before), "training time", "GPU hours",
+             "training settings")  # fmt: skip
     head = "".join(f"<th>{c}</th>" for c in (*heads, *(h for h, _ in after)))
     return (
         f"<h3>{title}</h3><table border='1' cellpadding='4'><tr>{head}</tr>{''.join(rows)}</table>"

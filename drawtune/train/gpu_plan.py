@@ -24,9 +24,13 @@ from pathlib import Path
 
 GIB = 2**30
 # Activation bytes kept for backward, per token, per decoder layer and hidden unit, LoRA with a
-# frozen vision tower (H200 probe, bench/gpu_probe.py). Without checkpointing every layer keeps
-# its activations; with it only the layer inputs (2 bytes a unit) plus one layer being redone.
-ACT_NO_CKPT = {"float32": 110.0, "bfloat16": 80.0}  # by LoRA adapter dtype
+# frozen vision tower: float32 adapters from the allocated peaks of the H200 probe
+# (bench/results/gpu_probe.json, dropout 0.05, no Liger: 117.4 GiB at micro-batch 8). bf16
+# adapters need less (no float32 copy of each adapter's input), but the H200 runs measured only
+# ms-swift's reserved memory for them, which is not proportional to need; they keep float32's
+# figure until an allocated peak is measured. Without checkpointing every layer keeps its
+# activations; with it only the layer inputs (2 bytes a unit) plus one layer being redone.
+ACT_NO_CKPT = {"float32": 115.0, "bfloat16": 115.0}  # by LoRA adapter dtype
 ACT_CKPT_LAYER_INPUT = 2.0
 # Loss over the answer tokens without Liger's fused linear cross-entropy: logits in bf16, their
 # float32 copy and its gradient, per answer token and vocabulary entry.
@@ -34,6 +38,7 @@ LOGIT_BYTES = 10.0
 ANSWER_FRACTION = 0.25  # answer tokens as a fraction of a sample (drawings: ~1,024 visual tokens)
 RESERVE_GIB = 2.0  # CUDA context, allocator fragmentation, the vision tower's transient work
 USABLE = 0.90  # of the card's memory
+PREDICT_EXTRA_GIB = 2.0
 MAX_MICRO = 64
 MAX_PREDICT_BATCH = 256
 
@@ -243,7 +248,8 @@ def predict_peak_gib(shape: Shape, batch: int, tokens: int, new_tokens: int) -> 
     """Weights, the key/value cache of the whole batch, and the prefill's transient work."""
     kv = shape.layers * 2 * shape.kv_dim * 2 * (tokens + new_tokens)
     prefill = 30 * shape.hidden * tokens  # one layer's transient work at a time, bf16
-    return (shape.params * 2 + batch * (kv + prefill)) / GIB + RESERVE_GIB
+    # + the vision tower's and the first step's transient work over the whole batch
+    return (shape.params * 2 + batch * (kv + prefill)) / GIB + RESERVE_GIB + PREDICT_EXTRA_GIB
 
 
 def plan_predict(

@@ -24,9 +24,7 @@ def plan_line(plan: gpu_plan.TrainPlan) -> str:
 def plan_train(train_cfg, base, train_jsonl, manifest_jsonl, family, device, topo):
     """The job's training settings (drawtune.train.gpu_plan), from the model's shape, the longest
     sample and the GPU; logged, and kept beside the adapter as ``drawtune_plan.json``."""
-    shape = None
-    if Path(str(base)).is_dir():
-        shape = gpu_plan.model_shape(base, estimate.safetensors_parameters(Path(base)))
+    shape = _shape(base)
     tokens = train_cfg.get("max_length", 4096)
     if manifest_jsonl and Path(manifest_jsonl).is_file():
         manifest = {m["image"]: m for m in load_jsonl(manifest_jsonl)}
@@ -57,9 +55,7 @@ def plan_predict_batch(batch_size, model, rows, family, spec, max_new_tokens, de
     cache fits the GPU (drawtune.train.gpu_plan), from the model's shape and the longest prompt."""
     if batch_size != "auto":
         return int(batch_size), "batch_size from config"
-    shape = None
-    if Path(str(model)).is_dir():
-        shape = gpu_plan.model_shape(model, estimate.safetensors_parameters(Path(model)))
+    shape = _shape(model)
     f2 = vision_factor(family) ** 2
     prompt = max((_prompt_tokens(r) for r in rows[:32]), default=0)
     return gpu_plan.plan_predict(
@@ -71,6 +67,17 @@ def plan_predict_batch(batch_size, model, rows, family, spec, max_new_tokens, de
         device=device,
         gpu_gib=gpu_plan.gpu_memory_gib(device),
     )
+
+
+def _shape(model) -> gpu_plan.Shape | None:
+    """The memory model's view of a local model directory; None for a hub id or a folder
+    without safetensors (the plans then take their safe choice)."""
+    if not Path(str(model)).is_dir():
+        return None
+    try:
+        return gpu_plan.model_shape(model, estimate.safetensors_parameters(Path(model)))
+    except estimate.EstimateError:
+        return None
 
 
 def _prompt_tokens(row: dict) -> int:

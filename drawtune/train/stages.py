@@ -189,6 +189,7 @@ class Train(GpuStage):
             write_telemetry(
                 self.logging_out, self.train_jsonl, self.manifest_jsonl, self.family, self.base,
                 cfg, device, self.telemetry_out, self.log_path, gpus=topo.world_size,
+                settings=plan.as_dict(),
             )  # fmt: skip
 
     def _train_once(self, plan, val, device, environ, topo, deepspeed) -> dict:

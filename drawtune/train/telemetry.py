@@ -108,6 +108,7 @@ def write_telemetry(
     out,
     log_path,
     gpus=None,
+    settings=None,
 ) -> list[dict]:
     """Per-step telemetry (:func:`steps`) as JSONL, and as a table appended to the log.
     ``gpus``: the training's processes (train passes its topology's world size; the launcher
@@ -131,6 +132,8 @@ def write_telemetry(
         gpus=gpus,
         device=name or "cpu",
     )
+    if rows and settings:
+        rows[0]["settings"] = settings  # what drawtune.train.gpu_plan chose; the report shows it
     dump_jsonl(rows, out)
     with open(log_path, "a") as fh:
         fh.write(f"\ntelemetry ({name or 'cpu'}, {gpus} GPU(s), {params:,} parameters, ")

@@ -78,6 +78,12 @@ def test_leaderboard_ranks_by_map_with_training_time_and_gpu_hours(tmp_path):
     for name, device, gpus, secs in (("small", "cpu", 1, 90), ("big", "NVIDIA H100", 2, 3600)):
         f = tmp_path / f"{name}.jsonl"
         row = {"step": 1, "elapsed_s": secs, "device": device, "gpus": gpus}
+        if name == "big":  # what drawtune.train.gpu_plan chose, kept on the first telemetry row
+            row["settings"] = {
+                "batch_size": 8, "grad_accum": 2, "gradient_checkpointing": False,
+                "dataloader_workers": 8, "liger": True, "lora_dtype": "bfloat16",
+                "predicted_gib": 97.6, "gpu_gib": 139.8,
+            }  # fmt: skip
         f.write_text(json.dumps(row) + "\n")
         tele[name] = f
     out = tmp_path / "t.html"
@@ -85,7 +91,12 @@ def test_leaderboard_ranks_by_map_with_training_time_and_gpu_hours(tmp_path):
     html = out.read_text()
     assert html.index("<th>big</th>") < html.index("<th>small</th>") < html.index("<th>base</th>")
     assert "<td>60.0 min</td><td>2.000</td>" in html  # 1 h on 2 GPUs
-    assert "<td>1.5 min</td><td>-</td>" in html  # CPU: no GPU hours
+    assert "<td>1.5 min</td><td>-</td><td>-</td>" in html  # CPU: no GPU hours, no settings
+    assert (
+        "<td>micro-batch 8 x 2, no checkpointing, 8 workers, Liger, LoRA bfloat16, "
+        "planned 98 of 140 GiB</td>" in html
+    )
+    assert "<th>training settings</th>" in html
     assert "<td>untrained</td>" in html and "<td>100.0%</td>" in html
 
 
