@@ -192,6 +192,11 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=520)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--skip-plain", action="store_true", help="only the liger rows onwards")
+    ap.add_argument(
+        "--second",
+        action="store_true",
+        help="static-cache generation first, then bf16-adapter rows only",
+    )
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -224,6 +229,46 @@ def main() -> int:
     res["weights_gib"] = torch.cuda.memory_allocated() / 2**30 if DEV == "cuda" else 0.0
     print(f"[{time.time() - T0:.0f}s] model {res['parameters'] / 1e9:.2f} B", flush=True)
 
+    def gen(model, name, b, new=128, **kw):
+        if over(a.budget, 70):
+            print(f"skip {name}: budget", flush=True)
+            return
+        proc.tokenizer.padding_side = "left"
+        rows = [data[i % len(data)] for i in range(b)]
+        enc = proc(text=[chat(None)] * b, images=[im for im, _ in rows], padding=True,
+                   return_tensors="pt").to(DEV)  # fmt: skip
+        try:
+            with torch.no_grad():
+                model.generate(**enc, max_new_tokens=4, min_new_tokens=4, do_sample=False, **kw)
+                sync()
+                reset_peak()
+                t = time.time()
+                model.generate(**enc, max_new_tokens=new, min_new_tokens=new, do_sample=False, **kw)
+                sync()
+                dt = time.time() - t
+                t = time.time()
+                model.generate(**enc, max_new_tokens=1, min_new_tokens=1, do_sample=False, **kw)
+                sync()
+                prefill = time.time() - t
+            row = {"name": name, "batch": b, "new_tokens": new, "s": dt, "images_per_s": b / dt,
+                   "prefill_s": prefill, "decode_ms_per_token": (dt - prefill) / (new - 1) * 1000,
+                   "peak_gib": peak_gib(), **kw}  # fmt: skip
+        except torch.OutOfMemoryError:
+            row = {"name": name, "batch": b, "oom": True}
+        except Exception as e:  # noqa: BLE001 - a static cache that does not compile: say why
+            row = {"name": name, "batch": b, "error": f"{type(e).__name__}: {e}"[:400], **kw}
+        reset_peak()
+        proc.tokenizer.padding_side = "right"
+        res["generate"].append(row)
+        save()
+        print(f"[{time.time() - T0:.0f}s] {json.dumps(row)}", flush=True)
+
+    if a.second:  # a static cache with a compiled decode step, before Liger patches the model
+        model.eval()
+        gen(model, "dynamic-b64", 64)
+        gen(model, "static-b64-no-liger", 64, cache_implementation="static")
+        model.train()
+
     # ---- the frozen vision tower alone (no grad), per image
     vb = train_batch(proc, data, 8, 0)
     res["tokens_per_sample"] = vb["input_ids"].shape[1]
@@ -241,6 +286,10 @@ def main() -> int:
     model.config.use_cache = False
     lcfg = LoraConfig(r=8, lora_alpha=32, lora_dropout=0.05, target_modules=LM_LINEARS)
     model = get_peft_model(model, lcfg)
+    if a.second:  # ms-swift's --lora_dtype bfloat16: no float32 adapters, no input casts
+        for n, p in model.named_parameters():
+            if "lora_" in n:
+                p.data = p.data.to(torch.bfloat16)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
     cache = VisionCache(model.base_model.model.model.visual)
     batches = {b: [(f"{b}-{i}", train_batch(proc, data, b, i * b)) for i in range(3)]
@@ -270,6 +319,14 @@ def main() -> int:
         save()
         print(f"[{time.time() - T0:.0f}s] {json.dumps(row)}", flush=True)
 
+    if a.second:
+        apply_liger_kernel(model, {})
+        LIGER["on"] = True
+        for name, b in (("b8-liger-bf16lora", 8), ("b16-liger-bf16lora", 16)):
+            run(name, b)
+        run("b8-liger-bf16lora-ckpt", 8, ckpt=True)
+        save()
+        return 0
     if not a.skip_plain:
         run("workflow-defaults", 1, ckpt=True, steps=4)
         run("b8", 8)
@@ -317,42 +374,12 @@ def main() -> int:
     proc.tokenizer.padding_side = "left"
     reset_peak()
 
-    def gen(name, b, new=128, **kw):
-        if over(a.budget, 70):
-            print(f"skip {name}: budget", flush=True)
-            return
-        rows = [data[i % len(data)] for i in range(b)]
-        enc = proc(text=[chat(None)] * b, images=[im for im, _ in rows], padding=True,
-                   return_tensors="pt").to(DEV)  # fmt: skip
-        try:
-            with torch.no_grad():
-                model.generate(**enc, max_new_tokens=4, min_new_tokens=4, do_sample=False, **kw)
-                sync()
-                reset_peak()
-                t = time.time()
-                model.generate(**enc, max_new_tokens=new, min_new_tokens=new, do_sample=False, **kw)
-                sync()
-                dt = time.time() - t
-                t = time.time()
-                model.generate(**enc, max_new_tokens=1, min_new_tokens=1, do_sample=False, **kw)
-                sync()
-                prefill = time.time() - t
-            row = {"name": name, "batch": b, "new_tokens": new, "s": dt, "images_per_s": b / dt,
-                   "prefill_s": prefill, "decode_ms_per_token": (dt - prefill) / (new - 1) * 1000,
-                   "peak_gib": peak_gib(), **kw}  # fmt: skip
-        except torch.OutOfMemoryError:
-            row = {"name": name, "batch": b, "oom": True}
-        reset_peak()
-        res["generate"].append(row)
-        save()
-        print(f"[{time.time() - T0:.0f}s] {json.dumps(row)}", flush=True)
-
-    gen("dynamic-b16", 16)
-    gen("dynamic-b64", 64)
-    gen("dynamic-b128", 128)
-    gen("dynamic-b256", 256)
+    gen(model, "dynamic-b16", 16)
+    gen(model, "dynamic-b64", 64)
+    gen(model, "dynamic-b128", 128)
+    gen(model, "dynamic-b256", 256)
     if not over(a.budget, 150):
-        gen("static-b64", 64, cache_implementation="static")
+        gen(model, "static-b64", 64, cache_implementation="static")
     save()
     print(json.dumps(res, indent=1))
     return 0
