@@ -5,8 +5,9 @@ A user who leaves these at ``auto`` gets the fast path on the GPU the job lands 
 that fits its memory: the micro-batch is the largest power of two whose predicted peak memory
 fits in the card (accumulation makes up the configured ``global_batch``, so the optimisation is
 the same on an L4 and an H200), gradient checkpointing is used only when a micro-batch of more
-than one sample does not fit without it, and when ms-swift still runs out of memory the run is retried with half the
-micro-batch (``fallback``). Integers and booleans in config override each choice.
+than one sample does not fit without it, and when ms-swift still runs out of memory the run is
+retried with half the micro-batch (``fallback``). Integers and booleans in config override each
+choice.
 
 The memory model counts bf16 weights, optimizer state, and activation bytes per token per layer
 and hidden unit, with coefficients measured on one H200 with a Qwen3-VL-4B-shaped model
