@@ -3,9 +3,12 @@ orientation applied and modes normalised, under a pixel limit, memoised by file 
 
 An image reference is a path, optionally with a 1-based page: ``sheet.pdf#2``, ``scan.tif#3``
 (no page: page 1). Files that ms-swift can read as they are (a single-page PNG/JPEG/TIFF in RGB or
-grey, no EXIF rotation) are used in place; anything else (a PDF page, a later TIFF page, a rotated
-or CMYK/16-bit/palette image) is written once as a PNG named by its content hash under the
-dataset's ``normalised`` folder, and the record points there.
+grey, no EXIF rotation, no transparency) are used in place; anything else (a PDF page, a later
+TIFF page, a rotated or CMYK/16-bit/palette image) is written once as a PNG named by its content
+hash under the dataset's ``normalised`` folder, and the record points there. A transparent
+background (RGBA, LA, a palette or grey image with a transparent colour, as drawings rendered from
+SVG or exported from CAD have) is composited onto white, as a viewer shows it: dropping the alpha
+channel would leave the transparent pixels' hidden colour, usually black.
 
 Reading is the slow part of validation, so the facts of each (file, size, mtime, page, settings)
 are kept in a small cache folder: a rerun after adding one drawing decodes only that drawing.
@@ -29,6 +32,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pdf", ".bmp", ".we
 PDF_SUFFIXES = (".pdf",)
 _PLAIN_MODES = ("RGB", "L")
 _PLAIN_FORMATS = ("PNG", "JPEG")
+# Bumped when the conversion changes (2: transparency composited onto white), so that image
+# facts cached by an earlier version, pointing at differently converted pages, are not reused.
+_CONVERSION = 2
 
 
 class ImageProblem(Exception):
@@ -61,6 +67,7 @@ def _cache_key(path: Path, page: int, dpi: int, max_pixels: int) -> str:
     if where.startswith(".."):
         where = os.path.abspath(path)
     ident = f"{where}\0{st.st_size}\0{st.st_mtime_ns}\0{page}\0{dpi}\0{max_pixels}"
+    ident += f"\0v{_CONVERSION}"
     return hashlib.sha256(ident.encode()).hexdigest()
 
 
@@ -85,6 +92,24 @@ def _render_pdf(path: Path, page: int, dpi: int, max_pixels: int) -> Image.Image
         return pg.render(scale=scale).to_pil().convert("RGB")
     finally:
         pdf.close()
+
+
+def has_transparency(im: Image.Image) -> bool:
+    """Whether ``im`` has an alpha channel or a transparent colour (PNG ``tRNS``, GIF)."""
+    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+
+
+def flatten(im: Image.Image) -> Image.Image:
+    """``im`` as RGB or grey: transparency composited onto white, 16-bit grey scaled to 8."""
+    if has_transparency(im):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if im.mode in _PLAIN_MODES:
+        return im
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return im.point(lambda v: v / 256).convert("L")
+    return im.convert("RGB")
 
 
 def _open_raster(path: Path, page: int, max_pixels: int) -> tuple[Image.Image, bool]:
@@ -119,15 +144,14 @@ def _open_raster(path: Path, page: int, max_pixels: int) -> tuple[Image.Image, b
             and n == 1
             and im.format in _PLAIN_FORMATS
             and im.mode in _PLAIN_MODES
+            and not has_transparency(im)
             and orientation in (1, None)
         )
+        transparent = has_transparency(im)
         out = ImageOps.exif_transpose(im)
-        if out.mode not in _PLAIN_MODES:
-            if out.mode in ("I;16", "I;16B", "I;16L", "I"):
-                out = out.point(lambda v: v / 256).convert("L")
-            else:
-                out = out.convert("RGBA").convert("RGB") if "A" in out.mode else out.convert("RGB")
-        return out, in_place
+        if transparent and not has_transparency(out):
+            out.info["transparency"] = im.info.get("transparency")  # kept through the rotation
+        return flatten(out), in_place
 
 
 STATS = {"decoded": 0, "cached": 0}  # per process: how much work the memo saved
