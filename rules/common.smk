@@ -10,6 +10,7 @@ from drawtune.config import settings as model_settings
 from drawtune.data.readers import uses_resize
 from drawtune.data.split import SPLITS
 from drawtune.data.stamp import dataset_stamp
+from drawtune.train.checkpoints import adapter_settings
 
 min_version("9.0")
 
@@ -139,6 +140,15 @@ def base_model_input(wildcards):
     if s["base"] == "tiny":
         return rules.build_tiny_model.output.model.format(family=s["family"])
     return s["base"] if Path(s["base"]).is_dir() else []
+
+
+def trained_settings(wildcards):
+    """What an experiment's adapter is trained with (recorded in it, checked before use)."""
+    s = SETTINGS[wildcards.experiment]
+    resize = model_resize(wildcards)
+    return adapter_settings(
+        s["base_path"], s["family"], resize, config["experiments"][wildcards.experiment]
+    )
 
 
 def split_records_file(wildcards):

@@ -54,5 +54,7 @@ rule merge_adapter:
         family=setting("family"),
         resize=model_resize,
         tuner=setting("tuner"),
+        # what the adapter must record having been trained with, checked before it is merged
+        trained_with=trained_settings,
     script:
         "../scripts/merge_adapter.py"

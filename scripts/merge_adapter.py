@@ -14,5 +14,6 @@ if __name__ == "__main__":
         spec=resize_spec(p),
         merged_out=snakemake.output.model,
         log_path=snakemake.log[0],
+        trained_with=p.trained_with,
     )
     run_stage(snakemake, stage)

@@ -1,6 +1,7 @@
 """Snakemake adapter: `swift sft` for one experiment (drawtune.train.stages.Train)."""
 
 from drawtune.smk import resize_spec, run_stage, setup
+from drawtune.train.checkpoints import adapter_settings
 from drawtune.train.stages import Train
 
 if __name__ == "__main__":
@@ -20,5 +21,6 @@ if __name__ == "__main__":
         run_dir=p.checkpoints,
         manifest_jsonl=inp.manifest,
         telemetry_out=out.telemetry,
+        settings=adapter_settings(p.base, p.family, p.resize, p.train),
     )
     run_stage(snakemake, stage)

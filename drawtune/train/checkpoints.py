@@ -1,13 +1,26 @@
 """ms-swift's checkpoints of one training run: which are complete, where an interrupted run
-resumes, and what the trained adapter keeps of the last one."""
+resumes, what the trained adapter keeps of the last one, the lock that lets only one trainer
+use a run folder, and the settings an adapter records so that it is checked before it is used."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
+import os
 import re
+import shutil
+import socket
+import time
 from pathlib import Path
 
 from ..errors import StageError
+
+log = logging.getLogger("drawtune")
+LOCK = "drawtune-run.lock"  # in the run folder; kept when the folder is cleared
+LOCK_WAIT_S = 30.0  # a trainer being stopped (its rule's Snakemake died) releases it in seconds
+ADAPTER_RECORD = "drawtune-adapter.json"  # what an adapter was trained with
 
 CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)$")
 FINGERPRINT = "drawtune-run.json"
@@ -45,17 +58,120 @@ def last_checkpoint(run_dir: Path) -> Path:
 def resume_checkpoint(run_dir: Path, fingerprint: dict) -> Path | None:
     """The last complete checkpoint of an interrupted run with the same settings, or None
     (nothing to resume, or the run was made with other settings and must start over)."""
-    run_dir = Path(run_dir)
-    f = run_dir / FINGERPRINT
-    if not f.is_file():
-        return None
-    try:
-        if json.loads(f.read_text()) != fingerprint:
-            return None
-    except json.JSONDecodeError:
+    if recorded_fingerprint(run_dir) != fingerprint:
         return None
     ckpts = complete_checkpoints(run_dir)
     return ckpts[-1] if ckpts else None
+
+
+def recorded_fingerprint(run_dir: Path) -> dict | None:
+    """The settings the run folder's checkpoints were made with (None: none recorded)."""
+    f = Path(run_dir) / FINGERPRINT
+    try:
+        return json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """Empty the run folder for a fresh start, keeping its lock (held by this trainer)."""
+    run_dir = Path(run_dir)
+    for entry in run_dir.iterdir() if run_dir.is_dir() else ():
+        if entry.name == LOCK:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, wait_s: float = LOCK_WAIT_S):
+    """Hold the run folder for one trainer (an exclusive ``flock`` on its lock file, released
+    when the process ends, however it ends). Another trainer holding it for longer than
+    ``wait_s`` is a StageError naming it."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK
+    fh = open(path, "a+")  # noqa: SIM115 - held open for the whole run
+    deadline = time.monotonic() + wait_s
+    waited = False
+    try:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                if time.monotonic() >= deadline:
+                    raise StageError(
+                        f"run folder {run_dir} is in use by another trainer ({holder}; lock "
+                        f"{path}): only one trainer may use a run folder. Wait for it to end or "
+                        "stop it, then rerun"
+                    ) from None
+                if not waited:
+                    log.info("waiting %.0f s at most for %s (%s)", wait_s, path, holder)
+                    waited = True
+                time.sleep(0.5)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.ctime()}\n")
+        fh.flush()
+        yield path
+    finally:
+        fh.close()
+
+
+def adapter_settings(base: str, family: str, resize: dict, train: dict) -> dict:
+    """What an adapter is trained with as the config says it (the base model, family, resize
+    bounds and the experiment's keys): recorded in the adapter, compared before it is merged."""
+    return {
+        "base": str(base),
+        "family": family,
+        "min_pixels": resize["min_pixels"],
+        "max_pixels": resize["max_pixels"],
+        "train": train,
+    }
+
+
+def write_adapter_record(adapter_dir: Path, settings: dict | None, fingerprint: dict) -> None:
+    record = {"settings": settings, "fingerprint": fingerprint}
+    text = json.dumps(record, indent=1, sort_keys=True)
+    (Path(adapter_dir) / ADAPTER_RECORD).write_text(text + "\n")
+
+
+def _differences(recorded, expected, where: str = "") -> list[str]:
+    if isinstance(recorded, dict) and isinstance(expected, dict):
+        out = []
+        for key in sorted(set(recorded) | set(expected)):
+            sub = f"{where}.{key}" if where else str(key)
+            out += _differences(recorded.get(key), expected.get(key), sub)
+        return out
+    return [] if recorded == expected else [f"{where}: {recorded!r} (config: {expected!r})"]
+
+
+def check_adapter(adapter_dir: Path, expected: dict | None) -> None:
+    """StageError when the adapter records other settings than ``expected`` (the current
+    config's, :func:`adapter_settings`): it was trained for another config, for instance by a
+    trainer left over from an earlier run. An adapter without a record (made before records
+    were written) is taken as it is."""
+    f = Path(adapter_dir) / ADAPTER_RECORD
+    if expected is None or not f.is_file():
+        return
+    try:
+        recorded = json.loads(f.read_text()).get("settings")
+    except (json.JSONDecodeError, AttributeError):
+        raise StageError(f"{f} is not a readable adapter record; delete {adapter_dir}") from None
+    if recorded is None:
+        return
+    diff = _differences(json.loads(json.dumps(recorded)), json.loads(json.dumps(expected)))
+    if diff:
+        raise StageError(
+            f"adapter {adapter_dir} was trained with other settings than the config's: "
+            + "; ".join(diff)
+            + f". It is not used: delete it (rm -rf {adapter_dir}) and rerun to train it again"
+        )
 
 
 def write_fingerprint(run_dir: Path, fingerprint: dict) -> None:

@@ -1,6 +1,6 @@
 """Running ms-swift: the program found from a plain or an un-activated virtualenv, its output
 appended to the rule's log with its progress bars relayed to the terminal, a failure reported
-with the log's tail."""
+with the log's tail. It runs under ``drawtune.train.guard``: it dies with its rule."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ..errors import StageError
-from . import swift_cmd
+from . import guard, swift_cmd
 from .progress import Relay
 
 log = logging.getLogger("drawtune")
@@ -46,7 +46,13 @@ def run_logged(cmd: list[str], env: dict, log_path, label: str | None = None, en
     relay = Relay(label)
     child = swift_cmd.child_env(env) if environ is None else {**environ, **env}
     with open(log_path, "ab") as f:
-        proc = subprocess.Popen(cmd, env=child, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            guard.command(cmd),
+            env=child,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            preexec_fn=guard.die_with_parent,  # the guard stops the command if this dies
+        )
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):
             f.write(chunk)
             f.flush()

@@ -41,8 +41,13 @@ from ..jsonio import load_jsonl, write_json
 from . import gpu_plan, launch, swift_cmd
 from .checkpoints import (
     TRAINING_STATE,
+    check_adapter,
+    clear_run_dir,
     last_checkpoint,
+    recorded_fingerprint,
     resume_checkpoint,
+    run_lock,
+    write_adapter_record,
     write_fingerprint,
 )
 from .job_plan import PLAN_FILE, plan_line, plan_predict_batch, plan_train
@@ -120,6 +125,8 @@ class Train(GpuStage):
     run_dir: str = io("scratch")  # ms-swift's checkpoints: what an interrupted run resumes
     manifest_jsonl: str | None = io("jsonl", default=None)
     telemetry_out: str | None = io("output", default=None)
+    # the config's settings (checkpoints.adapter_settings), recorded in the adapter
+    settings: dict | None = io("param", default=None)
 
     def in_job(self, distributed: bool) -> Train:
         """Several GPUs or nodes in a Vertex AI job train with DeepSpeed ZeRO-2 unless the
@@ -133,7 +140,12 @@ class Train(GpuStage):
     def run(self, device: str = "cpu", environ=None) -> None:
         """``swift sft`` for one experiment, on every GPU and node of the job (``environ``: the
         job's environment, default ``os.environ``), resumed from the last complete checkpoint of
-        an interrupted run with the same settings."""
+        an interrupted run with the same settings. The run folder is held by this trainer
+        alone for the whole run (``checkpoints.run_lock``)."""
+        with run_lock(self.run_dir):
+            self._run(device, environ)
+
+    def _run(self, device: str, environ) -> None:
         run_dir = Path(self.run_dir)
         val = self.val_jsonl if self.val_jsonl and load_jsonl(self.val_jsonl) else None
         environ = launch.job_environ(os.environ if environ is None else environ)
@@ -161,7 +173,7 @@ class Train(GpuStage):
             log_file = Path(self.log_path)
             start = log_file.stat().st_size if log_file.exists() else 0
             try:
-                cfg = self._train_once(plan, val, device, environ, topo, deepspeed)
+                cfg, fingerprint = self._train_once(plan, val, device, environ, topo, deepspeed)
                 break
             except StageError:
                 nxt = gpu_plan.fallback(plan, self.train_cfg)
@@ -171,14 +183,17 @@ class Train(GpuStage):
                 if nxt is None or not gpu_plan.is_out_of_memory(attempt):
                     raise
                 log.warning("out of memory with %s; retry with %s", plan_line(plan), plan_line(nxt))
-                shutil.rmtree(run_dir, ignore_errors=True)
+                clear_run_dir(run_dir)
                 plan = nxt
+        if recorded_fingerprint(run_dir) != fingerprint:
+            raise StageError(f"{run_dir} changed under this trainer: its settings are not ours")
         ckpt = last_checkpoint(run_dir)
         adapter_out = Path(self.adapter_out)
         if adapter_out.exists():
             shutil.rmtree(adapter_out)
         shutil.copytree(ckpt, adapter_out, ignore=shutil.ignore_patterns(*TRAINING_STATE))
         write_json(plan.as_dict(), adapter_out / PLAN_FILE)
+        write_adapter_record(adapter_out, self.settings, fingerprint)
         shutil.copyfile(run_dir / "logging.jsonl", self.logging_out)
         tb = Path(self.tensorboard_out)
         if tb.exists():
@@ -192,8 +207,9 @@ class Train(GpuStage):
                 settings=plan.as_dict(),
             )  # fmt: skip
 
-    def _train_once(self, plan, val, device, environ, topo, deepspeed) -> dict:
-        """One ``swift sft`` with ``plan``'s settings; returns the resolved training block."""
+    def _train_once(self, plan, val, device, environ, topo, deepspeed) -> tuple[dict, dict]:
+        """One ``swift sft`` with ``plan``'s settings; returns the resolved training block and
+        the run's fingerprint."""
         run_dir = Path(self.run_dir)
         cfg = plan.apply(self.train_cfg)
         cmd = swift_cmd.sft_command(
@@ -215,8 +231,7 @@ class Train(GpuStage):
         resume = self.train_cfg.get("resume", True)
         ckpt = resume_checkpoint(run_dir, fingerprint) if resume else None
         if ckpt is None:
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
+            clear_run_dir(run_dir)
             write_fingerprint(run_dir, fingerprint)
         else:
             log.info("resuming from %s (an earlier run of this experiment was interrupted)", ckpt)
@@ -230,7 +245,7 @@ class Train(GpuStage):
             label=f"swift sft {run_dir.parent.name}",
             environ=srun_env,
         )
-        return cfg
+        return cfg, fingerprint
 
 
 @dataclass(frozen=True)
@@ -244,8 +259,11 @@ class Merge(GpuStage):
     adapter: str = io("path")
     tuner: str = io("param")
     merged_out: str = io("output")
+    # the config's training settings (checkpoints.adapter_settings): the adapter must record them
+    trained_with: dict | None = io("param", default=None)
 
     def run(self, device: str = "cpu") -> None:
+        check_adapter(Path(self.adapter), self.trained_with)
         merged_out = Path(self.merged_out)
         if merged_out.exists():
             shutil.rmtree(merged_out)  # swift export silently skips an existing output folder

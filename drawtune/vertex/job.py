@@ -23,11 +23,12 @@ from pathlib import Path
 
 from ..errors import StageError
 from ..jsonio import dump_jsonl, load_jsonl
+from ..train.guard import lineage, orphaned
 from ..train.stages import GpuStage
 from . import gcs
 from .settings import Settings, console_url
 from .staging import Stager, map_images
-from .watch import FailureWatch, Interrupted, lineage, orphaned, raise_interrupt
+from .watch import FailureWatch, Interrupted, raise_interrupt
 
 log = logging.getLogger("drawtune")
 

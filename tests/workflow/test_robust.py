@@ -1,0 +1,93 @@
+"""Nothing silently wrong (issue 16): a killed Snakemake takes its trainer with it, and the
+rerun trains alone with the current settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import BIN, copy_workflow, make_user_dataset, snakemake, tiny_config
+
+pytestmark = pytest.mark.workflow
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc")
+
+
+def _processes_naming(text: str, cwd: Path) -> list[int]:
+    """Living processes in ``cwd`` whose command line contains ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            here = os.path.realpath(entry / "cwd")
+        except OSError:
+            continue
+        if text in argv and state not in ("Z", "X") and here == os.path.realpath(cwd):
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.3)
+    return predicate()
+
+
+@linux
+def test_killed_snakemake_takes_its_trainer_with_it(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    make_user_dataset(wd / "data" / "drawings", n=8)
+    cfg = tiny_config("data/drawings/annotations.json")
+    cfg["experiments"]["demo"]["epochs"] = 500  # far longer than the test waits
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    adapter = "results/train/demo/adapter"
+    run_dir = "results/train/demo/run"  # every trainer process names it
+
+    def trainers():
+        return _processes_naming(run_dir, wd)
+
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    first = subprocess.Popen(
+        [str(BIN / "snakemake"), "--profile", "profiles/local", "--cores", "2", adapter],
+        cwd=wd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        started = _wait_for(lambda: trainers() or first.poll() is not None, 300)
+        assert started and first.poll() is None, "swift sft never started"
+        time.sleep(5)  # into training
+        running = trainers()
+    finally:
+        first.send_signal(signal.SIGKILL)  # Snakemake alone: its jobs are not signalled
+        first.wait()
+    assert running
+    assert _wait_for(lambda: not trainers(), 30), f"trainer left running: {trainers()}"
+    assert (
+        "Snakemake process that ran this rule has gone"
+        in (wd / "logs/train_adapter/demo.log").read_text()
+    )
+    # the user changes the epochs and reruns (Snakemake's own lock of the folder first)
+    cfg["experiments"]["demo"]["epochs"] = 1
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    snakemake(wd, "--unlock")
+    snakemake(wd, adapter)
+    log = (wd / "logs/train_adapter/demo.log").read_text()
+    assert sum(" sft " in line for line in log.splitlines() if "running: " in line) == 1
+    record = json.loads((wd / adapter / "drawtune-adapter.json").read_text())
+    assert record["settings"]["train"]["epochs"] == 1
+    assert "--num_train_epochs 1" in " ".join(record["fingerprint"]["command"])
+    assert not trainers()
