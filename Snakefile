@@ -18,7 +18,12 @@
 # logs/<rule>/..., benchmarks/<rule>/...
 
 
-configfile: "config/config.yaml"
+# The demo config, unless a config is given with --configfile: the user's own then replaces it
+# (rather than joining its synthetic datasets and experiments); give both to layer one file
+# over the other: --configfile config/config.yaml edit.yaml
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"

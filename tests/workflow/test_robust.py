@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, copy_workflow, make_user_dataset, snakemake, tiny_config
+from conftest import BIN, copy_workflow, make_user_dataset, planned_jobs, snakemake, tiny_config
 
 pytestmark = pytest.mark.workflow
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc")
@@ -91,3 +91,18 @@ def test_killed_snakemake_takes_its_trainer_with_it(tmp_path):
     assert record["settings"]["train"]["epochs"] == 1
     assert "--num_train_epochs 1" in " ".join(record["fingerprint"]["command"])
     assert not trainers()
+
+
+def test_own_configfile_replaces_the_demo_config(tmp_path):
+    """`--configfile my.yaml` alone: only the user's datasets and experiments, none of the
+    demo's synthetic ones; both files given layer the second over the first."""
+    wd = copy_workflow(tmp_path / "wf")
+    make_user_dataset(wd / "data" / "drawings", n=4)
+    mine = tiny_config("data/drawings/annotations.json")
+    mine["experiments"] = {"mine": mine["experiments"]["demo"]}
+    (wd / "my.yaml").write_text(yaml.safe_dump(mine, sort_keys=False))
+    jobs = planned_jobs(wd, "--configfile", "my.yaml")
+    assert "synth_drawings" not in jobs and "synth_classify" not in jobs, jobs
+    assert jobs.count("validate_annotations") == 1 and jobs.count("train_adapter") == 1
+    layered = planned_jobs(wd, "--configfile", "config/config.yaml", "my.yaml")
+    assert "synth_drawings" in layered and layered.count("train_adapter") > 1
