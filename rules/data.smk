@@ -10,7 +10,9 @@ rule validate_annotations:
         normalised=update(directory(paths.NORMALISED)),
         cache=update(directory(paths.IMAGE_CACHE)),
     log:
-        "logs/validate_annotations/{dataset}.log",
+        log="logs/validate_annotations/{dataset}.log",
+        # a copy of the rejects that Snakemake keeps when the job fails (outputs are deleted)
+        rejects="logs/validate_annotations/{dataset}.rejects.jsonl",
     benchmark:
         "benchmarks/validate_annotations/{dataset}.tsv"
     conda:

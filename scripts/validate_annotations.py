@@ -24,4 +24,5 @@ if __name__ == "__main__":
         out.rejects,
         out.summary,
         name=snakemake.wildcards.dataset,
+        rejects_copy=snakemake.log.rejects,  # a log: kept when the job fails
     )

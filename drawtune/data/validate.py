@@ -4,6 +4,7 @@ with the configured rules, account for every record, and stop when too many are 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from ..coords import ResizeSpec
@@ -82,14 +83,21 @@ def validate_dataset(
     rejects_out,
     summary_out,
     name: str = "",
+    rejects_copy=None,
 ) -> dict:
-    """Read one dataset, write records, rejects and counts (rule validate_annotations)."""
+    """Read one dataset, write records, rejects and counts (rule validate_annotations), and
+    say the counts on the terminal. ``rejects_copy`` (the rule's log folder) receives the
+    rejects too: Snakemake deletes a failed job's outputs, so a failure's message points there.
+    """
     for folder in (rules.normalised_dir, rules.cache_dir):
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)  # declared outputs, even when unused
     res = read_checked(ds, rules, spec)
     dump_jsonl(res.records, records_out)
     dump_jsonl(res.rejects, rejects_out)
+    if rejects_copy is not None:
+        Path(rejects_copy).parent.mkdir(parents=True, exist_ok=True)
+        dump_jsonl(res.rejects, rejects_copy)
     summary = {
         "dataset": name,
         "read": res.n_read,
@@ -104,5 +112,12 @@ def validate_dataset(
         summary["converted"],
         summary["rejected"],
     )
-    check_rejects(name, ds, res, max_rejected_fraction, rejects_out)
+    where = rejects_copy or rejects_out
+    print(
+        f"drawtune: dataset {name}: read {summary['read']}, kept {summary['converted']}, "
+        f"rejected {summary['rejected']}" + (f" (reasons in {where})" if res.rejects else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    check_rejects(name, ds, res, max_rejected_fraction, where)
     return summary

@@ -15,6 +15,8 @@ import pytest
 import yaml
 from conftest import BIN, copy_workflow, make_user_dataset, planned_jobs, snakemake, tiny_config
 
+from drawtune.jsonio import load_jsonl
+
 pytestmark = pytest.mark.workflow
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc")
 
@@ -106,3 +108,27 @@ def test_own_configfile_replaces_the_demo_config(tmp_path):
     assert jobs.count("validate_annotations") == 1 and jobs.count("train_adapter") == 1
     layered = planned_jobs(wd, "--configfile", "config/config.yaml", "my.yaml")
     assert "synth_drawings" in layered and layered.count("train_adapter") > 1
+
+
+def test_failed_validation_keeps_its_rejects_and_says_the_counts(tmp_path):
+    """on_error: fail with one bad record: the run stops, the terminal says the counts, and
+    the message points at a rejects file that Snakemake did not delete with the job's outputs."""
+    wd = copy_workflow(tmp_path / "wf")
+    make_user_dataset(wd / "data" / "drawings", n=4)  # and images/lost.png, missing
+    cfg = tiny_config("data/drawings/annotations.json")
+    cfg["datasets"]["drawings"]["on_error"] = "fail"
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = snakemake(wd, "results/validated/drawings/summary.json", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "dataset drawings: read 5, kept 4, rejected 1" in out
+    kept = "logs/validate_annotations/drawings.rejects.jsonl"
+    assert f"on_error is fail; see {kept}" in out
+    assert not (wd / "results/validated/drawings/rejects.jsonl").exists()  # deleted by Snakemake
+    (reject,) = load_jsonl(wd / kept)
+    assert reject["field"] == "file_name" and "lost.png" in reject["reason"]
+    # on_error: reject: the run goes on, and the terminal (not only the log) says the counts
+    cfg["datasets"]["drawings"]["on_error"] = "reject"
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = snakemake(wd, "results/validated/drawings/summary.json")
+    assert f"dataset drawings: read 5, kept 4, rejected 1 (reasons in {kept})" in proc.stderr
