@@ -37,7 +37,7 @@ from typing import ClassVar
 
 from ..coords import ResizeSpec
 from ..errors import StageError
-from ..jsonio import load_jsonl, write_json
+from ..jsonio import dump_jsonl, load_jsonl, write_json
 from . import gpu_plan, launch, swift_cmd
 from .checkpoints import (
     TRAINING_STATE,
@@ -52,7 +52,7 @@ from .checkpoints import (
 )
 from .job_plan import PLAN_FILE, plan_line, plan_predict_batch, plan_train
 from .run import run_logged
-from .telemetry import write_telemetry
+from .telemetry import last_of_each_step, write_telemetry
 
 log = logging.getLogger("drawtune")
 IO_KINDS = ("model", "jsonl", "path", "param", "output", "result", "log", "scratch")
@@ -194,7 +194,8 @@ class Train(GpuStage):
         shutil.copytree(ckpt, adapter_out, ignore=shutil.ignore_patterns(*TRAINING_STATE))
         write_json(plan.as_dict(), adapter_out / PLAN_FILE)
         write_adapter_record(adapter_out, self.settings, fingerprint)
-        shutil.copyfile(run_dir / "logging.jsonl", self.logging_out)
+        # a resumed run logs the steps after its checkpoint again: the last of each is kept
+        dump_jsonl(last_of_each_step(load_jsonl(run_dir / "logging.jsonl")), self.logging_out)
         tb = Path(self.tensorboard_out)
         if tb.exists():
             shutil.rmtree(tb)

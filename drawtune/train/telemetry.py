@@ -22,6 +22,25 @@ def _step(row: dict) -> int | None:
     return int(str(s).split("/")[0]) if s is not None else None
 
 
+def _kind(row: dict) -> str:
+    if "train_runtime" in row:
+        return "summary"
+    return "eval" if any(k.startswith("eval_") for k in row) else "train"
+
+
+def last_of_each_step(rows: list[dict]) -> list[dict]:
+    """ms-swift's logging rows with a resumed run's repeats dropped: a run resumed from the
+    checkpoint of step k logs steps k+1... again, after the interrupted run had logged some of
+    them; the rows of the run that went on are kept (the last of each step and kind)."""
+    out: list[dict] = []
+    for r in rows:
+        step, kind = _step(r), _kind(r)
+        if step is not None:
+            out = [o for o in out if _kind(o) != kind or (_step(o) or 0) < step]
+        out.append(r)
+    return out
+
+
 def peak_tflops(device_name: str | None) -> float | None:
     """Dense bf16 peak of a CUDA device name, None for CPU or an unknown GPU."""
     if not device_name:

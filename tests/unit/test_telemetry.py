@@ -139,3 +139,30 @@ def test_classification_leaderboard_ranks_by_macro_f1(tmp_path):
     order = [html.index(f"<th>{n}</th>") for n in ("lora", "full", "zero_shot")]
     assert order == sorted(order)
     assert "<td>untrained</td>" in html and "a P 0.50 R 1.00; b P 1.00 R 0.25" in html
+
+
+def test_a_resumed_runs_repeated_steps_appear_once():
+    """Interrupted after logging steps 1-3 with a checkpoint at step 2; the resumed run logs 3
+    and 4 again: the rows of the run that went on are kept, once each (issue 16, item 11)."""
+
+    def row(step, loss, **extra):
+        return {"loss": loss, "global_step/max_steps": f"{step}/4", **extra}
+
+    rows = [
+        row(1, 0.9),
+        row(2, 0.8),
+        {"eval_loss": 0.85, "global_step/max_steps": "2/4"},
+        row(3, 0.7),
+        row(3, 0.71),  # resumed from checkpoint-2
+        row(4, 0.6),
+        {"eval_loss": 0.65, "global_step/max_steps": "4/4"},
+        {"train_runtime": 10.0, "global_step/max_steps": "4/4"},
+    ]
+    kept = telemetry.last_of_each_step(rows)
+    assert [(r["global_step/max_steps"], r.get("loss")) for r in kept if "loss" in r] == [
+        ("1/4", 0.9),
+        ("2/4", 0.8),
+        ("3/4", 0.71),
+        ("4/4", 0.6),
+    ]
+    assert len(kept) == len(rows) - 1
