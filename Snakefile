@@ -17,11 +17,14 @@
 # (the paths are templates in drawtune/paths.py, the one place the rules take them from)
 # logs/<rule>/..., benchmarks/<rule>/...
 
+from drawtune.config import read_yaml
 
 # The demo config, unless a config is given with --configfile: the user's own then replaces it
 # (rather than joining its synthetic datasets and experiments); give both to layer one file
 # over the other: --configfile config/config.yaml edit.yaml
 if not workflow.overwrite_configfiles:
+    # a YAML syntax error named with its line (Snakemake's own message names neither)
+    read_yaml("config/config.yaml")
 
     configfile: "config/config.yaml"
 

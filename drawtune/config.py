@@ -4,6 +4,7 @@ config/schema.yaml, defaults filled, cross-field checks, and each model's resolv
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
 
 import jsonschema
@@ -20,16 +21,65 @@ def load_schema(path=paths.SCHEMA) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
+def read_yaml(path) -> dict:
+    """A config file; a YAML syntax error is a ConfigError naming the file, line and column."""
+    try:
+        cfg = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig"))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(str(p) for p in (e.context, e.problem) if p)
+        raise ConfigError(f"{path}{where}: YAML syntax error: {what}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: YAML syntax error: {e}") from None
+    if cfg is not None and not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: a config is a mapping of keys, not {type(cfg).__name__}")
+    return cfg or {}
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def schema_problem(cfg: dict, schema: dict | None = None) -> str | None:
+    """The config's first problem against the schema as one line (None: it conforms): an
+    unknown key with the closest known one, else the error jsonschema ranks first."""
+    schema = schema or load_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    errors = sorted(cls(schema).iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return None
+    for e in errors:
+        if e.validator == "additionalProperties" and isinstance(e.instance, dict):
+            known = list(e.schema.get("properties", {}))
+            unknown = sorted(k for k in e.instance if k not in known)
+            if unknown:
+                where = "/".join(str(p) for p in e.absolute_path)
+                key = f"{where}/{unknown[0]}" if where else unknown[0]
+                close = difflib.get_close_matches(unknown[0], known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                return f"unknown key {key!r}{hint}; known keys here: {', '.join(known)}"
+    e = jsonschema.exceptions.best_match(errors)
+    where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+    return f"{where}: {_short(e.message)}"
+
+
+def check_config(cfg: dict, source: str) -> None:
+    """ConfigError, one line naming ``source`` (the config files), when ``cfg`` does not pass
+    the schema (rules/common.smk; Snakemake's own message would print the whole schema)."""
+    problem = schema_problem(cfg)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
+
+
 def load_config(path) -> dict:
     """The workflow's config file, validated against config/schema.yaml, defaults filled and
-    cross-field checks made (rules/common.smk does the same through Snakemake's validate)."""
-    cfg = yaml.safe_load(Path(path).read_text()) or {}
+    cross-field checks made (rules/common.smk makes the same checks)."""
+    cfg = read_yaml(path)
     schema = load_schema()
-    try:
-        jsonschema.validate(cfg, schema)
-    except jsonschema.ValidationError as e:
-        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise ConfigError(f"{path}: {where}: {e.message}") from None
+    problem = schema_problem(cfg, schema)
+    if problem:
+        raise ConfigError(f"{path}: {problem}")
     try:
         return completed(cfg, schema)
     except ValueError as e:
@@ -41,6 +91,7 @@ def completed(cfg: dict, schema: dict | None = None) -> dict:
     made (ValueError names the experiment): what rules/common.smk and :func:`load_config` use."""
     cfg = fill_defaults(cfg, schema or load_schema())
     check_experiments(cfg)
+    check_base_models(cfg)
     return cfg
 
 
@@ -143,3 +194,34 @@ def check_experiments(cfg: dict) -> None:
             )
         elif not detect_datasets(cfg):
             raise ValueError(f"experiment {name}: task detect but no dataset has task detect")
+
+
+def is_local_path(base: str) -> bool:
+    """Whether a base model names a folder on this machine rather than a hub id (``org/name``,
+    or a bare name) or a gs:// path: absolute, ``./``, ``../`` or ``~``, a trailing slash, more
+    than one slash, or an existing path."""
+    if base == "tiny" or "://" in base:
+        return False
+    if base.startswith(("/", "./", "../", "~")) or base.endswith("/") or base.count("/") > 1:
+        return True
+    return Path(base).exists()
+
+
+def check_base_models(cfg: dict) -> None:
+    """ValueError naming the key when a base model is a local folder that does not exist: found
+    at startup, not when ``swift sft`` fails after validation and conversion ran."""
+    bases = [("model.base", cfg["model"]["base"])]
+    for name, exp in sorted(cfg["experiments"].items()):
+        if "base" in exp:
+            bases.append((f"experiments.{name}.base", exp["base"]))
+    for key, base in bases:
+        if not is_local_path(str(base)):
+            continue
+        path = Path(str(base)).expanduser()
+        if not path.exists():
+            raise ValueError(
+                f"{key}: local model folder {base} does not exist (relative paths start from "
+                "the workflow's folder; a hub id is org/name, a bucket path gs://...)"
+            )
+        if not path.is_dir():
+            raise ValueError(f"{key}: {base} is a file; a local base model is a folder")

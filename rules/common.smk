@@ -4,7 +4,7 @@ from pathlib import Path
 from snakemake.utils import min_version, validate
 
 from drawtune import paths
-from drawtune.config import classify_classes, completed, detect_datasets
+from drawtune.config import check_config, classify_classes, completed, detect_datasets
 from drawtune.config import models as model_names
 from drawtune.config import settings as model_settings
 from drawtune.data.readers import uses_resize
@@ -15,6 +15,13 @@ from drawtune.train.checkpoints import adapter_settings
 min_version("9.0")
 
 
+# the config files in use (--configfile replaces config/config.yaml, see the Snakefile)
+CONFIG_FILES = (
+    " + ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml"
+)
+check_config(
+    config, CONFIG_FILES
+)  # one line for a wrong key or value, not the whole schema
 validate(config, schema=str(paths.SCHEMA))
 config.update(completed(config))
 EXPERIMENTS = sorted(config["experiments"])

@@ -6,7 +6,18 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from drawtune.config import check_experiments, fill_defaults, load_schema, models, settings
+from drawtune.config import (
+    check_base_models,
+    check_experiments,
+    fill_defaults,
+    is_local_path,
+    load_schema,
+    models,
+    read_yaml,
+    schema_problem,
+    settings,
+)
+from drawtune.errors import ConfigError
 
 
 def shipped() -> dict:
@@ -104,3 +115,48 @@ def test_every_schema_key_has_a_description():
 
     walk(load_schema(), [])
     assert missing == []
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    f = tmp_path / "my.yaml"
+    f.write_text("classes: [a]\nmodel:\n  base: x\n   family: y\n")
+    with pytest.raises(ConfigError, match=r"my\.yaml, line 4, column 10: YAML syntax error"):
+        read_yaml(f)
+
+
+def test_misspelled_top_level_key_is_one_line():
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cfg["clases"] = cfg.pop("classes")
+    problem = schema_problem(cfg)
+    assert problem.startswith("unknown key 'clases' (did you mean 'classes'?)")
+    assert "\n" not in problem and len(problem) < 200
+    cfg["classes"] = cfg.pop("clases")
+    cfg["experiments"]["demo"]["epocs"] = 2
+    assert schema_problem(cfg).startswith("unknown key 'experiments/demo/epocs' (did you mean")
+    assert schema_problem(shipped()) is None
+
+
+@pytest.mark.parametrize("key", ["model", "experiment"])
+def test_missing_local_base_folder_is_found_at_startup(tmp_path, monkeypatch, key):
+    monkeypatch.chdir(tmp_path)
+    cfg = shipped()
+    missing = "./models/qwen-finetuned"
+    if key == "model":
+        cfg["model"]["base"] = missing
+        name = "model.base"
+    else:
+        cfg["experiments"]["demo"]["base"] = missing
+        name = "experiments.demo.base"
+    with pytest.raises(ValueError, match=rf"{name}: local model folder {missing} does not exist"):
+        check_base_models(cfg)
+    (tmp_path / missing).mkdir(parents=True)
+    check_base_models(cfg)
+
+
+@pytest.mark.parametrize("base", ["Qwen/Qwen3-VL-4B-Instruct", "gs://bucket/models/q", "tiny"])
+def test_hub_ids_and_bucket_paths_are_no_local_folders(tmp_path, monkeypatch, base):
+    monkeypatch.chdir(tmp_path)
+    assert not is_local_path(base)
+    cfg = shipped()
+    cfg["model"]["base"] = base
+    check_base_models(cfg)

@@ -132,3 +132,31 @@ def test_failed_validation_keeps_its_rejects_and_says_the_counts(tmp_path):
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     proc = snakemake(wd, "results/validated/drawings/summary.json")
     assert f"dataset drawings: read 5, kept 4, rejected 1 (reasons in {kept})" in proc.stderr
+
+
+def test_config_mistakes_stop_before_any_job_in_a_few_lines(tmp_path):
+    """A missing local base folder names its key, a misspelled key is one line, a YAML syntax
+    error names the file and line; each before any job runs."""
+    wd = copy_workflow(tmp_path / "wf")
+    shipped = (wd / "config/config.yaml").read_text()
+    cfg = yaml.safe_load(shipped)
+    cfg["experiments"]["demo"]["base"] = "./models/not-there"
+    (wd / "mine.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = snakemake(wd, "-n", "--configfile", "mine.yaml", check=False)
+    assert proc.returncode != 0
+    missing = "experiments.demo.base: local model folder ./models/not-there does not exist"
+    assert missing in proc.stdout + proc.stderr
+    cfg["experiments"]["demo"].pop("base")
+    cfg["clases"] = cfg.pop("classes")
+    (wd / "mine.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = snakemake(wd, "-n", "--configfile", "mine.yaml", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "unknown key 'clases' (did you mean 'classes'?)" in out
+    assert len(out.splitlines()) < 15, out
+    (wd / "config/config.yaml").write_text(shipped + "model:\n  base: x\n   family: y\n")
+    proc = snakemake(wd, "-n", check=False)
+    n = len(shipped.splitlines())
+    assert proc.returncode != 0
+    where = f"config/config.yaml, line {n + 3}, column 10: YAML syntax error"
+    assert where in proc.stdout + proc.stderr
+    assert not (wd / "results").exists() and not (wd / "resources").exists()
