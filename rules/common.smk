@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
 from drawtune import paths
@@ -10,7 +11,7 @@ from drawtune.config import settings as model_settings
 from drawtune.data.readers import uses_resize
 from drawtune.data.split import SPLITS
 from drawtune.data.stamp import dataset_stamp
-from drawtune.train.checkpoints import adapter_settings
+from drawtune.train.checkpoints import adapter_mismatch, adapter_settings
 
 min_version("9.0")
 
@@ -149,13 +150,28 @@ def base_model_input(wildcards):
     return s["base"] if Path(s["base"]).is_dir() else []
 
 
-def trained_settings(wildcards):
+def trained_settings_of(experiment):
     """What an experiment's adapter is trained with (recorded in it, checked before use)."""
-    s = SETTINGS[wildcards.experiment]
-    resize = model_resize(wildcards)
-    return adapter_settings(
-        s["base_path"], s["family"], resize, config["experiments"][wildcards.experiment]
-    )
+    s = SETTINGS[experiment]
+    resize = {"min_pixels": s["min_pixels"], "max_pixels": s["max_pixels"]}
+    train = config["experiments"][experiment]
+    return adapter_settings(s["base_path"], s["family"], resize, train)
+
+
+def trained_settings(wildcards):
+    return trained_settings_of(wildcards.experiment)
+
+
+def warn_stale_adapters():
+    """An adapter on disk that records other settings than the config's is named at startup,
+    dry runs included (merge_adapter refuses it)."""
+    for e in TRAINED:
+        diff = adapter_mismatch(paths.adapter(e), trained_settings_of(e))
+        if diff:
+            logger.warning(
+                f"drawtune: results/train/{e}/adapter was trained with other settings than "
+                f"the config's ({diff}): train_adapter must run again"
+            )
 
 
 def split_records_file(wildcards):
@@ -213,3 +229,6 @@ def report_note():
             "zero by design. Whether the pipeline learns is proven on a GPU (see BENCHMARKS.md)."
         )
     return ""
+
+
+warn_stale_adapters()

@@ -151,26 +151,32 @@ def _differences(recorded, expected, where: str = "") -> list[str]:
     return [] if recorded == expected else [f"{where}: {recorded!r} (config: {expected!r})"]
 
 
-def check_adapter(adapter_dir: Path, expected: dict | None) -> None:
-    """StageError when the adapter records other settings than ``expected`` (the current
-    config's, :func:`adapter_settings`): it was trained for another config, for instance by a
-    trainer left over from an earlier run. An adapter without a record (made before records
-    were written) is taken as it is."""
+def adapter_mismatch(adapter_dir: Path, expected: dict | None) -> str | None:
+    """How the settings an adapter records differ from ``expected`` (the current config's,
+    :func:`adapter_settings`), as one line; None when they agree, or when there is no adapter
+    or no record (an adapter made before records were written is taken as it is)."""
     f = Path(adapter_dir) / ADAPTER_RECORD
     if expected is None or not f.is_file():
-        return
+        return None
     try:
         recorded = json.loads(f.read_text()).get("settings")
-    except (json.JSONDecodeError, AttributeError):
-        raise StageError(f"{f} is not a readable adapter record; delete {adapter_dir}") from None
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return f"{f} is not a readable adapter record"
     if recorded is None:
-        return
-    diff = _differences(json.loads(json.dumps(recorded)), json.loads(json.dumps(expected)))
+        return None
+    diff = _differences(recorded, json.loads(json.dumps(expected)))
+    more = f"; and {len(diff) - 3} more" if len(diff) > 3 else ""
+    return "; ".join(diff[:3]) + more if diff else None
+
+
+def check_adapter(adapter_dir: Path, expected: dict | None) -> None:
+    """StageError when the adapter records other settings than ``expected``: it was trained
+    for another config, for instance by a trainer left over from an earlier run."""
+    diff = adapter_mismatch(adapter_dir, expected)
     if diff:
         raise StageError(
-            f"adapter {adapter_dir} was trained with other settings than the config's: "
-            + "; ".join(diff)
-            + f". It is not used: delete it (rm -rf {adapter_dir}) and rerun to train it again"
+            f"adapter {adapter_dir} was trained with other settings than the config's: {diff}. "
+            f"It is not used: delete it (rm -rf {adapter_dir}) and rerun to train it again"
         )
 
 
