@@ -80,7 +80,8 @@ def _is_snakemake(pid: int) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return any(os.path.basename(a) == b"snakemake" for a in argv[:2])
+    # ``snakemake ...``, ``python .../bin/snakemake ...`` or ``python -m snakemake ...``
+    return any(os.path.basename(a) == b"snakemake" for a in argv[:3])
 
 
 def lineage() -> list[tuple[int, int]]:

@@ -273,7 +273,9 @@ def test_failed_job_fails_the_rule_and_cancels_the_others(finished_workflow, clo
     variant.write_text(yaml.safe_dump({"experiments": experiments}))
     targets = ["results/train/demo/logging.jsonl", "results/train/long/logging.jsonl"]
     before = set(cloud.jobs)
-    rc, out = finish(vertex_snakemake(wd, *targets, "--configfile", str(variant)))
+    rc, out = finish(
+        vertex_snakemake(wd, *targets, "--configfile", "config/config.yaml", str(variant))
+    )
     assert rc != 0
     assert "JOB_STATE_FAILED" in out
     assert "exited with a non-zero status of 1" in out
