@@ -16,13 +16,10 @@ from drawtune.train.checkpoints import adapter_mismatch, adapter_settings
 min_version("9.0")
 
 
-# the config files in use (--configfile replaces config/config.yaml, see the Snakefile)
-CONFIG_FILES = (
-    " + ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml"
-)
-check_config(
-    config, CONFIG_FILES
-)  # one line for a wrong key or value, not the whole schema
+# A wrong key or value is one line naming the config files in use (--configfile replaces
+# config/config.yaml, see the Snakefile), not Snakemake's print of the whole schema.
+CONFIG_FILES = list(map(str, workflow.overwrite_configfiles)) or ["config/config.yaml"]
+check_config(config, " + ".join(CONFIG_FILES))
 validate(config, schema=str(paths.SCHEMA))
 config.update(completed(config))
 EXPERIMENTS = sorted(config["experiments"])
