@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from drawtune.coords import ResizeSpec
 from drawtune.errors import StageError
 from drawtune.train.checkpoints import (
     ADAPTER_RECORD,
@@ -22,6 +23,7 @@ from drawtune.train.checkpoints import (
     write_adapter_record,
 )
 from drawtune.train.guard import descendants
+from drawtune.train.stages import Merge
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and prctl")
 
@@ -106,3 +108,23 @@ def test_adapter_with_other_settings_is_not_used(tmp_path):
         check_adapter(tmp_path, new)
     (tmp_path / ADAPTER_RECORD).unlink()
     check_adapter(tmp_path, new)  # made before adapters recorded their settings
+
+
+def test_merge_refuses_an_adapter_trained_for_another_config(tmp_path):
+    resize = {"min_pixels": 3136, "max_pixels": 50176}
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    write_adapter_record(adapter, adapter_settings("tiny", "qwen3_vl", resize, {"epochs": 3}), {})
+    merge = Merge(
+        family="qwen3_vl",
+        spec=ResizeSpec(**resize),
+        log_path=str(tmp_path / "merge.log"),
+        base="tiny",
+        adapter=str(adapter),
+        tuner="full",
+        merged_out=str(tmp_path / "merged"),
+        trained_with=adapter_settings("tiny", "qwen3_vl", resize, {"epochs": 1}),
+    )
+    with pytest.raises(StageError, match="trained with other settings"):
+        merge.run()
+    assert not (tmp_path / "merged").exists()
