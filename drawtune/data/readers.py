@@ -10,10 +10,11 @@ from ..errors import InputError
 from ..jsonio import read_json
 from . import synth
 from .coco import read_coco
-from .formats import read_labelme, read_voc, read_yolo, yolo_names
+from .formats import read_labelme, read_voc
 from .labels import read_classify
 from .records import ReadResult, Rules
 from .swift import read_swift
+from .yolo import read_yolo, yolo_names
 
 FORMATS = ("coco", "labelme", "yolo", "voc", "swift")
 SWIFT_SUFFIX = ".jsonl"  # what format auto reads as ms-swift JSONL
