@@ -106,8 +106,8 @@ def _raw_boxes(items, cats: dict, src, rec) -> list:
     raw = []
     for k, a in items:
         fld = f"annotations[{k}]"
-        b = a.get("bbox")
-        if not isinstance(b, list) or len(b) != 4:
+        b = expect(a.get("bbox"), "list", src, rec, fld + ".bbox")
+        if len(b) != 4:
             raise Reject(src, rec, fld + ".bbox", f"bbox {b!r:.60} is not [x, y, w, h]")
         cid = a.get("category_id")
         if not isinstance(cid, int | str) or isinstance(cid, bool) or cid not in cats:

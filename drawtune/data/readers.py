@@ -27,6 +27,8 @@ def detect_format(path: Path) -> str:
         if (path / "data.yaml").is_file() or (path / "classes.txt").is_file():
             return "yolo"
         kinds = {p.suffix.lower() for p in path.iterdir() if p.is_file()}
+        if any(p.is_dir() and p.name.lower() == "annotations" for p in path.iterdir()):
+            return "voc"  # the VOC devkit's and CVAT's layout: Annotations/ and JPEGImages/
         if ".xml" in kinds and ".json" not in kinds:
             return "voc"
         if ".json" in kinds and ".xml" not in kinds:

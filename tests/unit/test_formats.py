@@ -14,11 +14,11 @@ from drawtune.cli import main
 from drawtune.coords import ResizeSpec, from_model, to_model
 from drawtune.data.coco import read_coco
 from drawtune.data.formats import read_labelme, read_voc
-from drawtune.data.yolo import read_yolo
 from drawtune.data.images import inspect
 from drawtune.data.readers import detect_format, read_dataset
 from drawtune.data.records import Rules
 from drawtune.data.swift import read_swift
+from drawtune.data.yolo import read_yolo
 from drawtune.errors import InputError
 
 CLASSES = ("view", "note", "title_block")
