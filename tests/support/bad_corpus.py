@@ -112,17 +112,17 @@ def write_json(path: Path, doc, bom: bool = False) -> Path:
     return path
 
 
-def coco_duplicate_ids_and_bad_types(folder: Path) -> dict:
-    """Six drawings: images[1] and images[2] share id 2; images[3]'s annotation has a string
-    bbox; images[4]'s width is a list; images[5] is good. Returns the expected outcome."""
-    doc = coco_doc(folder, 6)
+def coco_duplicate_ids_and_bad_types(folder: Path, n: int = 6) -> dict:
+    """``n`` drawings: images[1] and images[2] share id 2; images[3]'s annotation has a string
+    bbox; images[4]'s width is a list; the others are good. Returns the expected outcome."""
+    doc = coco_doc(folder, n, first=500)
     doc["images"][2]["id"] = 2
     doc["annotations"][2]["image_id"] = 2
     doc["annotations"][3]["bbox"] = "10,10,30,20"
     doc["images"][4]["width"] = [200]
     write_json(folder / "annotations.json", doc, bom=True)
     return {
-        "kept": ["images[0] (id 1)", "images[5] (id 6)"],
+        "kept": sorted(f"images[{i}] (id {i + 1})" for i in (0, *range(5, n))),
         "rejects": {
             "images[1] (id 2)": "id",
             "images[2] (id 2)": "id",
