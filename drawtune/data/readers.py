@@ -14,6 +14,7 @@ from .formats import read_labelme, read_voc
 from .labels import read_classify
 from .records import ReadResult, Rules
 from .swift import read_swift
+from .yolo import NAME_FILES as YOLO_NAME_FILES
 from .yolo import read_yolo, yolo_names
 
 FORMATS = ("coco", "labelme", "yolo", "voc", "swift")
@@ -24,7 +25,7 @@ def detect_format(path: Path) -> str:
     """The format of an annotation path, or InputError when it is ambiguous."""
     path = Path(path)
     if path.is_dir():
-        if (path / "data.yaml").is_file() or (path / "classes.txt").is_file():
+        if any((path / n).is_file() for n in YOLO_NAME_FILES):
             return "yolo"
         kinds = {p.suffix.lower() for p in path.iterdir() if p.is_file()}
         if any(p.is_dir() and p.name.lower() == "annotations" for p in path.iterdir()):
@@ -39,7 +40,7 @@ def detect_format(path: Path) -> str:
         return "swift"
     if suffix == ".xml":
         return "voc"
-    if suffix in (".yaml", ".yml") or path.name == "classes.txt":
+    if suffix in (".yaml", ".yml") or path.name in YOLO_NAME_FILES:
         return "yolo"
     if suffix == ".json":
         data = read_json(path)

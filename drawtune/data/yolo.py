@@ -32,15 +32,18 @@ from .records import (
     read_text,
 )
 
-NOT_LABELS = ("classes.txt", "obj.names", "readme.txt")
+NOT_LABELS = ("classes.txt", "readme.txt")
+NAME_FILES = ("data.yaml", "classes.txt", "obj.names")  # obj.names: CVAT's YOLO 1.1 export
 
 
 def yolo_names(path: Path) -> tuple[list[str], Path]:
-    """Class names and the dataset root from data.yaml / classes.txt (file or folder). A
+    """Class names and the dataset root from data.yaml, classes.txt or obj.names (one name a
+    line), a file or the folder holding one. A
     ``path`` in data.yaml that is no folder here (written on another machine) is ignored."""
     path = Path(path)
     if path.is_dir():
-        path = path / "data.yaml" if (path / "data.yaml").is_file() else path / "classes.txt"
+        found = [path / n for n in NAME_FILES if (path / n).is_file()]
+        path = found[0] if found else path / "classes.txt"
     src = display_path(path)
     text = read_text(path, src)
     if path.suffix.lower() in (".yaml", ".yml"):

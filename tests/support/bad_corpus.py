@@ -86,6 +86,19 @@ def flat_images(root: Path) -> dict:
     return {"f21.png": 1, "f22.png": 1}
 
 
+def cvat_yolo(root: Path) -> dict:
+    """CVAT's YOLO 1.1 export: ``obj.names``, ``train.txt`` listing the images, and
+    ``obj_train_data/`` with each label file beside its image."""
+    (root / "obj_train_data").mkdir(parents=True)
+    (root / "obj.names").write_text("view\nnote\ntitle_block\n")
+    (root / "obj.data").write_text("classes = 3\nnames = data/obj.names\n")
+    (root / "train.txt").write_text("data/obj_train_data/k31.png\ndata/obj_train_data/k32.png\n")
+    for k in (31, 32):
+        drawing(root / "obj_train_data" / f"k{k}.png", k)
+        (root / "obj_train_data" / f"k{k}.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    return {"obj_train_data/k31.png": 1, "obj_train_data/k32.png": 1}
+
+
 def coco_doc(folder: Path, n: int, first: int = 0, boxes_per_image: int = 1) -> dict:
     """A good COCO file's content with ``n`` drawings under ``folder/images``."""
     images, anns = [], []

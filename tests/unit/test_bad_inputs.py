@@ -48,13 +48,18 @@ def test_yolo_ultralytics_layout_case_and_unmatched_labels(tmp_path):
     assert "does not exist" in rej["train/broken.png"]["reason"]
 
 
-def test_yolo_roboflow_and_flat_images_layouts(tmp_path):
+def test_yolo_roboflow_flat_images_and_cvat_layouts(tmp_path):
     want = corpus.roboflow(tmp_path / "rf")
     res = read_yolo(tmp_path / "rf" / "data.yaml", rules(tmp_path))
     assert res.rejects == []
     assert {r["record"]: len(r["boxes"]) for r in res.records} == want
     want = corpus.flat_images(tmp_path / "flat")
     res = read_yolo(tmp_path / "flat", rules(tmp_path))
+    assert res.rejects == []
+    assert {r["record"]: len(r["boxes"]) for r in res.records} == want
+    want = corpus.cvat_yolo(tmp_path / "cvat")
+    assert detect_format(tmp_path / "cvat") == "yolo"
+    res = read_dataset({"format": "auto", "annotations": str(tmp_path / "cvat")}, rules(tmp_path))
     assert res.rejects == []
     assert {r["record"]: len(r["boxes"]) for r in res.records} == want
 
