@@ -57,6 +57,7 @@ rule split_dataset:
 rule split_classify:
     input:
         records=rules.validate_annotations.output.records,
+        summary=rules.validate_annotations.output.summary,
     output:
         **{s: f"{paths.CLASSIFY_SPLITS}/{s}.jsonl" for s in SPLITS},
         rejects=f"{paths.CLASSIFY_SPLITS}/rejects.jsonl",
@@ -67,6 +68,7 @@ rule split_classify:
         "../envs/drawtune.yaml"
     params:
         split=config["split"],
+        max_rejected_fraction=config["validation"]["max_rejected_fraction"],
     script:
         "../scripts/split_classify.py"
 

@@ -102,13 +102,15 @@ def _labelme_boxes(shapes: list, src, rec) -> list:
                 f"{sh.get('label')!r:.40}",
             )
         pts = expect(sh.get("points"), "list", src, rec, fld + ".points")
-        if len(pts) != 2 or not all(isinstance(p, list) and len(p) == 2 for p in pts):
-            raise Reject(src, rec, fld + ".points", f"rectangle needs two points: {pts!r:.60}")
+        if len(pts) not in (2, 4) or not all(isinstance(p, list) and len(p) == 2 for p in pts):
+            raise Reject(
+                src, rec, fld + ".points", f"rectangle needs two (or four) points: {pts!r:.60}"
+            )
         for j, p in enumerate(pts):
             for c, v in enumerate(p):
                 expect(v, "number", src, rec, f"{fld}.points[{j}][{c}]")
-        (xa, ya), (xb, yb) = pts
-        raw.append((fld, sh.get("label"), [min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb)]))
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]  # four: the corners, some tools
+        raw.append((fld, sh.get("label"), [min(xs), min(ys), max(xs), max(ys)]))
     return raw
 
 

@@ -168,9 +168,28 @@ def split_dataset(
 
 
 def split_classify(
-    records_file, val: float, test: float, salt: str, outputs: dict, rejects_out, summary_out
+    records_file,
+    val: float,
+    test: float,
+    salt: str,
+    outputs: dict,
+    rejects_out,
+    summary_out,
+    summary=None,
+    max_rejected_fraction: float = 1.0,
 ) -> dict:
-    """Stable splits of one classification dataset: the detection split without COCO truth."""
+    """Stable splits of one classification dataset: the detection split without COCO truth.
+    ``summary``: the dataset's validation summary, for ``max_rejected_fraction``."""
     return split_dataset(
-        [records_file], [], val, test, salt, outputs, None, rejects_out, summary_out
+        [records_file],
+        [],
+        val,
+        test,
+        salt,
+        outputs,
+        None,
+        rejects_out,
+        summary_out,
+        [summary] if summary else None,
+        max_rejected_fraction,
     )

@@ -240,6 +240,14 @@ def read_yolo(path: Path, rules: Rules, images_root: Path | None = None) -> Read
                     "image",
                     f"a symlink to {os.path.realpath(img)}, outside the dataset folder {dataset}",
                 )
+            if label_file and leaves_dataset(label_file, root) and os.path.exists(label_file):
+                raise Reject(
+                    src,
+                    rec,
+                    "label",
+                    f"label file is a symlink to {os.path.realpath(label_file)}, outside the "
+                    f"dataset folder {root}",
+                )
             facts = image_facts(str(img), src, rec, "image", rules)
             lines = read_text(label_file, src).splitlines() if label_file else []
             boxes = check_boxes(_boxes(lines, names, facts, src, rec), facts, src, rec, rules)

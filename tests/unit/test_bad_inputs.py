@@ -16,7 +16,7 @@ from drawtune.data.coco import read_coco
 from drawtune.data.formats import read_labelme, read_voc
 from drawtune.data.readers import detect_format, read_dataset
 from drawtune.data.records import Rules
-from drawtune.data.split import split_dataset, split_records, unique_images
+from drawtune.data.split import split_classify, split_dataset, split_records, unique_images
 from drawtune.data.stamp import dataset_stamp
 from drawtune.data.swift import read_swift
 from drawtune.data.validate import validate_dataset
@@ -369,3 +369,37 @@ def test_dataset_without_a_box_warns_or_fails(tmp_path, capsys):
     assert "dataset bare: none of its 3 drawings has a box" in capsys.readouterr().err
     with pytest.raises(StageError, match="none of its 3 drawings has a box.*on_empty is fail"):
         _validate(tmp_path, dict(ds, on_empty="fail"))
+
+
+def test_labelme_rectangle_given_by_its_four_corners(tmp_path):
+    corpus.drawing(tmp_path / "a.png", 1)
+    pts = [[120, 10], [120, 80], [20, 80], [20, 10]]
+    shape = {"label": "view", "points": pts, "shape_type": "rectangle"}
+    corpus.write_json(tmp_path / "a.json", {"shapes": [shape], "imagePath": "a.png"})
+    (r,) = read_labelme(tmp_path, rules(tmp_path)).records
+    assert r["boxes"] == [{"label": "view", "bbox": [20.0, 10.0, 120.0, 80.0]}]
+
+
+def test_classification_split_rejects_count_too(tmp_path):
+    rows = [
+        {
+            "source": "l.csv",
+            "record": f"line {k}",
+            "image": f"{k}.png",
+            "sha256": f"s{k}",
+            "width": 9,
+            "height": 9,
+            "boxes": [],
+            "label": "a",
+            "group": None,
+        }
+        for k in range(4)
+    ]
+    rows[1] = dict(rows[1], sha256="s0", label="b")  # the first drawing again, another label
+    f = tmp_path / "r.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    s = tmp_path / "summary.json"
+    write_json({"dataset": "sheets", "read": 4, "converted": 4, "rejected": 0}, s)
+    outs = {k: tmp_path / f"{k}.jsonl" for k in ("train", "val", "test")}
+    with pytest.raises(StageError, match="dataset sheets: 2 of 4 records rejected"):
+        split_classify(f, 0.2, 0.3, "x", outs, tmp_path / "rej.jsonl", tmp_path / "o.json", s, 0.2)
