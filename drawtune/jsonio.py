@@ -42,3 +42,5 @@ def read_json(path):
         raise InputError(
             f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}"
         ) from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to be an annotation file") from None

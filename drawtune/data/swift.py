@@ -65,6 +65,8 @@ def read_swift(
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise Reject(src, rec, "", f"malformed JSON at column {e.colno}: {e.msg}") from None
+            except RecursionError:
+                raise Reject(src, rec, "", "JSON nested too deeply") from None
             expect(row, "object", src, rec, "")
             images = expect(row.get("images"), "list", src, rec, "images")
             if len(images) != 1:

@@ -55,8 +55,13 @@ def yolo_names(path: Path) -> tuple[list[str], Path]:
             raise InputError(f"{src}: malformed YAML{where}") from None
         names = data.get("names") if isinstance(data, dict) else None
         if isinstance(names, dict):
+            names = {
+                int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in names.items()
+            }
             if not all(isinstance(k, int) and not isinstance(k, bool) for k in names):
                 raise InputError(f"{src}: 'names' keys must be class numbers 0, 1, ...")
+            if sorted(names) != list(range(len(names))):
+                raise InputError(f"{src}: 'names' must number the classes 0, 1, ... without gaps")
             names = [names[k] for k in sorted(names)]
         if not isinstance(names, list) or not names:
             raise InputError(f"{src}: no 'names' list of classes")

@@ -403,3 +403,22 @@ def test_classification_split_rejects_count_too(tmp_path):
     outs = {k: tmp_path / f"{k}.jsonl" for k in ("train", "val", "test")}
     with pytest.raises(StageError, match="dataset sheets: 2 of 4 records rejected"):
         split_classify(f, 0.2, 0.3, "x", outs, tmp_path / "rej.jsonl", tmp_path / "o.json", s, 0.2)
+
+
+def test_deep_nesting_and_yolo_class_numbers(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "deep.json").write_text('{"images": ' + deep + "}")
+    with pytest.raises(InputError, match="nested too deeply"):
+        read_coco(tmp_path / "deep.json", rules(tmp_path))
+    corpus.drawing(tmp_path / "a.png", 1)
+    good = {"messages": [{"role": "assistant", "content": "[]"}], "images": ["a.png"]}
+    (tmp_path / "s.jsonl").write_text(deep + "\n" + json.dumps(good) + "\n")
+    res = read_swift(tmp_path / "s.jsonl", rules(tmp_path), "pixels")
+    assert len(res.records) == 1 and "nested too deeply" in res.rejects[0]["reason"]
+    root = tmp_path / "y"
+    corpus.flat_images(root)
+    (root / "data.yaml").write_text("names: {'0': view, '1': note, '2': title_block}\n")
+    assert len(read_yolo(root, rules(tmp_path)).records) == 2
+    (root / "data.yaml").write_text("names: {0: view, 2: title_block}\n")  # class 1 missing
+    with pytest.raises(InputError, match="without gaps"):
+        read_yolo(root, rules(tmp_path))
