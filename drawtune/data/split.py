@@ -11,6 +11,7 @@ import hashlib
 import logging
 import sys
 
+from .. import paths
 from ..errors import StageError
 from ..jsonio import dump_jsonl, load_jsonl, read_json, write_json
 from .convert import truth_coco
@@ -97,11 +98,11 @@ def _check_fraction(origin: dict, rejects: list, summaries: list, limit: float) 
         extra = sum(1 for r in rejects if origin.get((r["file"], r["record"])) == s["dataset"])
         total = s["rejected"] + extra
         if s["read"] and total / s["read"] > limit:
+            where = paths.VALIDATED.format(dataset=s["dataset"])
             raise StageError(
                 f"dataset {s['dataset']}: {total} of {s['read']} records rejected ({extra} of "
                 f"them as repeated images; {total / s['read']:.0%} > max_rejected_fraction "
-                f"{limit:.0%}); see results/validated/{s['dataset']}/rejects.jsonl and the "
-                "split's rejects.jsonl"
+                f"{limit:.0%}); see {where}/rejects.jsonl and {paths.SPLITS}/rejects.jsonl"
             )
 
 

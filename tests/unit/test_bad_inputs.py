@@ -422,3 +422,28 @@ def test_deep_nesting_and_yolo_class_numbers(tmp_path):
     (root / "data.yaml").write_text("names: {0: view, 2: title_block}\n")  # class 1 missing
     with pytest.raises(InputError, match="without gaps"):
         read_yolo(root, rules(tmp_path))
+
+
+def test_train_split_without_a_box_warns_or_fails(tmp_path, capsys):
+    rows = [
+        {
+            "source": "a.json",
+            "record": f"images[{k}]",
+            "image": f"{k}.png",
+            "sha256": f"s{k}",
+            "width": 9,
+            "height": 9,
+            "boxes": [],
+            "group": None,
+        }
+        for k in range(30)
+    ]
+    f = tmp_path / "r.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    outs = {k: tmp_path / f"{k}.jsonl" for k in ("train", "val", "test")}
+    truth = {k: tmp_path / f"{k}.coco.json" for k in ("train", "val", "test")}
+    args = ([f], list(CLASSES), 0.2, 0.3, "x", outs, truth, tmp_path / "rej.jsonl", tmp_path / "s")
+    split_dataset(*args)
+    assert "the train split's" in capsys.readouterr().err
+    with pytest.raises(StageError, match="no box at all.*on_empty is fail"):
+        split_dataset(*args, on_empty="fail")
