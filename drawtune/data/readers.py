@@ -3,6 +3,7 @@ that format (``coco``, ``swift``, ``formats``, or ``labels`` for classification 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..coords import DEFAULT_SPEC, ResizeSpec
@@ -27,7 +28,8 @@ def detect_format(path: Path) -> str:
     if path.is_dir():
         if any((path / n).is_file() for n in YOLO_NAME_FILES):
             return "yolo"
-        kinds = {p.suffix.lower() for p in path.iterdir() if p.is_file()}
+        # the folder is read recursively, so its subfolders (json/, images/) tell the format
+        kinds = {os.path.splitext(n)[1].lower() for _, _, names in os.walk(path) for n in names}
         if any(p.is_dir() and p.name.lower() == "annotations" for p in path.iterdir()):
             return "voc"  # the VOC devkit's and CVAT's layout: Annotations/ and JPEGImages/
         if ".xml" in kinds and ".json" not in kinds:

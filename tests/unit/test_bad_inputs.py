@@ -344,6 +344,7 @@ def test_bom_files_are_read(tmp_path):
 
 def test_labelme_windows_paths_and_embedded_image(tmp_path):
     corpus.labelme_windows(tmp_path / "lm")
+    assert detect_format(tmp_path / "lm") == "labelme"  # its JSON files are in json/
     res = read_labelme(tmp_path / "lm", rules(tmp_path))
     assert res.rejects == []
     recs = {Path(r["source"]).name: r for r in res.records}
