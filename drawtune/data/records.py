@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,8 @@ def display_path(p: Path) -> str:
         return str(p)
 
 
+_WINDOWS_ABSOLUTE = re.compile(r"^([A-Za-z]:)?[\\/]")  # C:\x, C:/x, \x, \\server\x
+
 _JSON_TYPES = {
     bool: "a boolean",
     int: "an integer",
@@ -132,9 +135,11 @@ def resolve_image(
         name, page = split_page(ref)
     except ImageProblem as e:
         raise Reject(src, rec, fld, str(e)) from None
-    if os.path.isabs(name):
+    if os.path.isabs(name) or _WINDOWS_ABSOLUTE.match(name):
         raise Reject(src, rec, fld, f"absolute image path {name!r} is not allowed")
     base, start = os.path.abspath(root), os.path.abspath(base or root)
+    if "\\" in name and not os.path.lexists(os.path.join(start, name)):
+        name = name.replace("\\", "/")  # written on Windows: backslashes separate folders
     path = Path(os.path.abspath(os.path.join(start, name)))
     if os.path.commonpath([str(path), base]) != base:
         raise Reject(src, rec, fld, f"image path {name!r} escapes the dataset root {root}")

@@ -328,3 +328,15 @@ def test_train_split_without_a_box_warns_or_fails(tmp_path, capsys):
     assert "the train split's" in capsys.readouterr().err
     with pytest.raises(StageError, match="no box at all.*on_empty is fail"):
         split_dataset(*args, on_empty="fail")
+
+
+def test_windows_paths_in_any_format(tmp_path):
+    doc = corpus.coco_doc(tmp_path, 3)
+    doc["images"][0]["file_name"] = "images\\c0.png"
+    doc["images"][1]["file_name"] = "D:\\drawings\\c1.png"
+    corpus.write_json(tmp_path / "annotations.json", doc)
+    res = read_coco(tmp_path / "annotations.json", rules(tmp_path))
+    assert [r["record"] for r in res.records] == ["images[0] (id 1)", "images[2] (id 3)"]
+    assert res.records[0]["image"].endswith("images/c0.png")
+    (r,) = res.rejects
+    assert r["field"] == "file_name" and "absolute image path" in r["reason"]
