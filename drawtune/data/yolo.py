@@ -4,9 +4,10 @@ Images are every image under the dataset's ``images`` folders (``images/``, ``im
 ``train/images/``... any folder named ``images``; ``images`` when configured; the dataset
 folder itself when it has none). Each image's label file is found, in this order, at its path
 with the last ``images`` folder replaced by ``labels`` (Ultralytics' rule), beside it, or else
-by its name alone anywhere under a ``labels`` folder when that name is unique; names match
-regardless of case (``Sheet_A.png`` with ``sheet_a.txt``). A label file that matches no image,
-or several, is rejected with its reason; an image without a label file is a negative sample.
+by its name alone anywhere under a ``labels`` folder when that name is unique and no image of
+its folder was matched by the rules before; names match regardless of case (``Sheet_A.png``
+with ``sheet_a.txt``). A label file that matches no image, or several, is rejected with its
+reason; an image without a label file is a negative sample.
 """
 
 from __future__ import annotations
@@ -156,9 +157,13 @@ def match_labels(images: list[Path], labels: list[Path], root: Path, base: Path)
     by_stem: dict[str, list[Path]] = {}
     for lab in free:
         by_stem.setdefault(lab.stem.lower(), []).append(lab)
+    # by name alone only in a folder whose images the structure matched none of (a flat
+    # images/ with labels/train/): beside matched images, an image without its label is a
+    # negative, never given another folder's label of the same name
+    mirrored = {img.parent for img in images if found[img] is not None}
     unlabelled: dict[str, list[Path]] = {}
     for img in images:
-        if found[img] is None:
+        if found[img] is None and img.parent not in mirrored:
             unlabelled.setdefault(img.stem.lower(), []).append(img)
     for stem, labs in by_stem.items():
         if len(labs) == 1 and len(unlabelled.get(stem, [])) == 1:

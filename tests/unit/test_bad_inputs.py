@@ -340,3 +340,13 @@ def test_windows_paths_in_any_format(tmp_path):
     assert res.records[0]["image"].endswith("images/c0.png")
     (r,) = res.rejects
     assert r["field"] == "file_name" and "absolute image path" in r["reason"]
+
+
+def test_yolo_negative_never_takes_another_splits_label(tmp_path):
+    root = tmp_path / "y"
+    corpus.yolo_layouts(root)
+    corpus.drawing(root / "images" / "train" / "x.png", 80)  # a negative of train
+    (root / "labels" / "val" / "x.txt").write_text("0 0.5 0.5 0.1 0.1\n")  # its image is gone
+    res = read_yolo(root, rules(tmp_path))
+    assert by_record(res.records)["train/x.png"]["boxes"] == []
+    assert "matches no image" in by_record(res.rejects)["labels/val/x.txt"]["reason"]
