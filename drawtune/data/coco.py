@@ -64,7 +64,8 @@ def _categories(data: dict, src: str, out: ReadResult) -> dict:
             name = expect(c.get("name"), "string", src, rec, "name")
         except Reject as r:
             out.rejects.append(r.row())
-            if isinstance(c, dict) and isinstance(c.get("id"), int | str):
+            usable_id = isinstance(c, dict) and isinstance(c.get("id"), int | str)
+            if usable_id and not isinstance(c["id"], bool):  # True would stand for id 1
                 cats[c["id"]] = Reject("", "", "", f"category {rec} is unusable: {r.reason}")
             continue
         if cid in cats and cats[cid] != name:

@@ -139,3 +139,15 @@ def test_swift_any_wrong_type_rejects_only_its_line(tmp_path):
             assert [r["record"] for r in res.records if r["image"].endswith("b.png")] == ["line 2"]
             assert res.n_read == 2, (where, value)
             assert all(r["record"] == "line 1" for r in res.rejects), res.rejects
+
+
+def test_coco_bad_category_entries_reject_the_drawings_that_use_them(tmp_path):
+    doc = corpus.coco_doc(tmp_path, 2, boxes_per_image=2)  # both use categories 1 and 2
+    doc["categories"] += [{"id": True, "name": "x"}, {"id": 2, "name": 7}]
+    corpus.write_json(tmp_path / "a.json", doc)
+    res = read_coco(tmp_path / "a.json", rules(tmp_path))
+    assert res.records == []
+    fields = sorted((r["record"], r["field"]) for r in res.rejects)
+    assert ("categories[2]", "id") in fields and ("categories[3]", "name") in fields
+    images = [r for r in res.rejects if r["record"].startswith("images")]
+    assert len(images) == 2 and all("categories[3] is unusable" in r["reason"] for r in images)
