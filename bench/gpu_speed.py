@@ -21,7 +21,6 @@ On the GPU machine, from the repository root (wheels from bench/gpu_wheels.sh on
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -35,19 +34,14 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-PARTS = ("Snakefile", "rules", "scripts", "config", "report", "envs", "profiles")
+from workdir import bench_seconds, copy_workflow, gpu_name  # noqa: E402
+
 MAX_PIXELS = 1024 * 1024
 T0 = time.time()
 
 
 def log(msg: str) -> None:
     print(f"[{time.time() - T0:5.0f}s] {msg}", flush=True)
-
-
-def device_name() -> str:
-    import torch
-
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
 def build_model(out: Path) -> None:
@@ -108,14 +102,6 @@ def snakemake(wd: Path, targets: list[str], timeout: float) -> float:
     return time.time() - t
 
 
-def bench_s(wd: Path, rule: str) -> float:
-    return sum(
-        float(r["s"])
-        for f in (wd / "benchmarks" / rule).rglob("*.tsv")
-        for r in csv.DictReader(f.open(), delimiter="\t")
-    )
-
-
 def steady(logging_jsonl: Path, samples_per_step: int, tokens: float, params: int, warmup: int):
     """Median samples/s and MFU of the logging steps after ``warmup``, the loss curve, peak GiB."""
     from drawtune.train.telemetry import peak_tflops, steps
@@ -123,7 +109,7 @@ def steady(logging_jsonl: Path, samples_per_step: int, tokens: float, params: in
     rows = [json.loads(x) for x in logging_jsonl.read_text().splitlines() if x.strip()]
     tele = steps(
         rows, samples_per_step=samples_per_step, tokens_per_sample=tokens, params=params,
-        tuner="lora", peak=peak_tflops(device_name()),
+        tuner="lora", peak=peak_tflops(gpu_name()),
     )  # fmt: skip
     after = [r for r in tele if r["step"] > warmup and r["samples_per_s"]]
     mem = [r["peak_memory_gib"] for r in tele if r["peak_memory_gib"] is not None]
@@ -180,7 +166,7 @@ def main() -> int:
 
     from drawtune.train.estimate import safetensors_parameters, training_tokens
 
-    res: dict = {"device": device_name(), "command": " ".join(sys.argv),
+    res: dict = {"device": gpu_name(), "command": " ".join(sys.argv),
                  "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__}  # fmt: skip
 
     def save():
@@ -193,13 +179,7 @@ def main() -> int:
     res["parameters"] = params
     log(f"model {params / 1e9:.2f} B at {model_dir}")
 
-    wd = ROOT / "bench" / "runs" / "gpu_speed"
-    if wd.exists():
-        shutil.rmtree(wd)
-    wd.mkdir(parents=True)
-    for p in PARTS:
-        src = ROOT / p
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, wd / p)
+    wd = copy_workflow(ROOT / "bench" / "runs" / "gpu_speed")
     cfg = workflow_config(model_dir, a.n, a.new_tokens)
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
@@ -244,7 +224,11 @@ def train_rule(wd, res, tokens, params, warmup):
     plan = json.loads((wd / "results/train/speed/adapter/drawtune_plan.json").read_text())
     per_step = plan["batch_size"] * plan["grad_accum"]
     wf = steady(wd / "results/train/speed/logging.jsonl", per_step, tokens, params, warmup)
-    res["workflow_train"] = {**wf, "rule_s": round(bench_s(wd, "train_adapter"), 1), "plan": plan}
+    res["workflow_train"] = {
+        **wf,
+        "rule_s": round(bench_seconds(wd, "benchmarks/train_adapter/**/*.tsv"), 1),
+        "plan": plan,
+    }
     res["train_samples_per_s"], res["peak_mem_gib"] = wf["samples_per_s"], wf["peak_mem_gib"]
     res["mfu"], res["settings"] = wf["mfu"], plan
     log(f"workflow train: {json.dumps({k: v for k, v in wf.items() if k != 'loss'})}")
@@ -253,7 +237,7 @@ def train_rule(wd, res, tokens, params, warmup):
 def predict_rule(wd, res):
     snakemake(wd, ["results/predictions/base/test.jsonl"], 300)
     n_test = sum(1 for _ in (wd / "results/predictions/base/test.jsonl").open())
-    rule_s = bench_s(wd, "predict_split")
+    rule_s = bench_seconds(wd, "benchmarks/predict_split/**/*.tsv")
     res["workflow_predict"] = {"images": n_test, "rule_s": round(rule_s, 1),
                                "images_per_s_whole_rule": round(n_test / rule_s, 2)}  # fmt: skip
     plog = (wd / "logs/predict_split/base/test.log").read_text(errors="replace")

@@ -13,7 +13,6 @@ on top of config/config.yaml.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -22,25 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+from workdir import bench_seconds, copy_workflow, gpu_name
+
 ROOT = Path(__file__).resolve().parent.parent
-PARTS = ("Snakefile", "rules", "scripts", "config", "report", "envs", "profiles")
-
-
-def gpu_name() -> str:
-    try:
-        import torch
-
-        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    except Exception:  # noqa: BLE001
-        return "unknown"
-
-
-def bench_seconds(wd: Path, pattern: str) -> float:
-    total = 0.0
-    for f in wd.glob(pattern):
-        rows = list(csv.DictReader(f.open(), delimiter="\t"))
-        total += sum(float(r["s"]) for r in rows)
-    return total
 
 
 def run(
@@ -51,12 +34,7 @@ def run(
     curve_every: int = 3,
     task: str = "detect",
 ) -> dict:
-    if wd.exists():
-        shutil.rmtree(wd)
-    wd.mkdir(parents=True)
-    for p in PARTS:
-        src = ROOT / p
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, wd / p)
+    copy_workflow(wd)
     files = [str(ROOT / "config" / "learning-proof.yaml")]
     if family == "qwen2_5_vl":
         files.append(str(ROOT / "config" / "learning-proof-qwen2_5_vl.yaml"))

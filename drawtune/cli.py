@@ -18,9 +18,10 @@ from .config import defaults, load_config, settings
 from .coords import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FAMILIES, ResizeSpec
 from .data.convert import manifest_row, swift_row
 from .data.readers import box_classes, detect_format
+from .data.records import ReadResult
 from .data.split import unique_images
 from .data.synth import write_dataset
-from .data.validate import check_rejects, dataset_rules, read_checked
+from .data.validate import check_not_empty, check_rejects, dataset_rules, read_checked
 from .errors import DrawtuneError
 from .eval.score import score
 from .jsonio import dump_jsonl, load_jsonl, write_json
@@ -89,8 +90,12 @@ def cmd_convert(a) -> int:
     if a.rejects:
         dump_jsonl(rejects, a.rejects)
     print(f"read {res.n_read}, converted {len(records)}, rejected {len(rejects)}")
-    try:
-        check_rejects(a.input, ds, res, validation["max_rejected_fraction"], a.rejects or "above")
+    try:  # the repeated images count towards the limit too, as in the workflow's split
+        checked = ReadResult(records, rejects)
+        check_rejects(
+            a.input, ds, checked, validation["max_rejected_fraction"], a.rejects or "above"
+        )
+        check_not_empty(a.input, ds, checked)
     except DrawtuneError as e:
         print(f"drawtune convert: {e}; nothing written", file=sys.stderr)
         return 1

@@ -27,10 +27,11 @@ def write_json(obj, path) -> None:
 
 
 def read_json(path):
-    """A user's JSON file; InputError names the file, line and column of what is wrong."""
+    """A user's JSON file; InputError names the file, line and column of what is wrong. A UTF-8
+    byte-order mark is dropped."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
@@ -41,3 +42,5 @@ def read_json(path):
         raise InputError(
             f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}"
         ) from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to be an annotation file") from None

@@ -96,12 +96,20 @@ def dataset_params(wildcards):
         "group_key",
         "aliases",
         "on_error",
+        "on_empty",
         "drop",
         "box_units",
         "classes",
         "columns",
     )
     return {k: ds.get(k) for k in keys}
+
+
+def split_on_empty():
+    """What a detection train split without a box does: fail when a pooled dataset says
+    on_empty: fail, else warn."""
+    fail = any(dataset_cfg(d).get("on_empty") == "fail" for d in DETECT)
+    return "fail" if fail else "warn"
 
 
 def dataset_classes(wildcards):

@@ -34,6 +34,10 @@ rule split_dataset:
             rules.validate_annotations.output.records,
             dataset=DETECT,
         ),
+        summaries=expand(
+            rules.validate_annotations.output.summary,
+            dataset=DETECT,
+        ),
     output:
         **{s: f"{paths.SPLITS}/{s}.jsonl" for s in SPLITS},
         **{f"{s}_truth": f"{paths.SPLITS}/{s}.coco.json" for s in SPLITS},
@@ -46,6 +50,8 @@ rule split_dataset:
     params:
         split=config["split"],
         classes=config["classes"],
+        max_rejected_fraction=config["validation"]["max_rejected_fraction"],
+        on_empty=split_on_empty(),
     script:
         "../scripts/split_dataset.py"
 
@@ -53,6 +59,7 @@ rule split_dataset:
 rule split_classify:
     input:
         records=rules.validate_annotations.output.records,
+        summary=rules.validate_annotations.output.summary,
     output:
         **{s: f"{paths.CLASSIFY_SPLITS}/{s}.jsonl" for s in SPLITS},
         rejects=f"{paths.CLASSIFY_SPLITS}/rejects.jsonl",
@@ -63,6 +70,7 @@ rule split_classify:
         "../envs/drawtune.yaml"
     params:
         split=config["split"],
+        max_rejected_fraction=config["validation"]["max_rejected_fraction"],
     script:
         "../scripts/split_classify.py"
 

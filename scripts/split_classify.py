@@ -14,4 +14,6 @@ if __name__ == "__main__":
         {s: out[s] for s in SPLITS},
         out.rejects,
         out.summary,
+        summary=snakemake.input.summary,
+        max_rejected_fraction=p.max_rejected_fraction,
     )

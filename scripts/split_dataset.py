@@ -16,4 +16,7 @@ if __name__ == "__main__":
         {s: out[f"{s}_truth"] for s in SPLITS},
         out.rejects,
         out.summary,
+        summaries=list(snakemake.input.summaries),
+        max_rejected_fraction=p.max_rejected_fraction,
+        on_empty=p.on_empty,
     )

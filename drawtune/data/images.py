@@ -232,3 +232,18 @@ def prefetch(refs: list[str], workers: int, progress=None, **kw) -> None:
                 rate = i / dt if dt > 0 else 0.0
                 eta = (n - i) / rate if rate else 0.0
                 progress(f"images {i}/{n} ({rate:.0f}/s, ETA {eta:.0f} s)")
+
+
+def store_embedded(data: bytes, folder: Path) -> Path:
+    """An image embedded in an annotation file (LabelMe's ``imageData``) written once under
+    ``folder``, named by its content hash, so that it can be inspected and trained on like any
+    file."""
+    sha = hashlib.sha256(data).hexdigest()
+    suffix = ".png" if data.startswith(b"\x89PNG") else ".jpg" if data[:2] == b"\xff\xd8" else ""
+    out = Path(folder) / "embedded" / f"{sha}{suffix or '.img'}"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(out)
+    return out

@@ -3,6 +3,7 @@ that format (``coco``, ``swift``, ``formats``, or ``labels`` for classification 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..coords import DEFAULT_SPEC, ResizeSpec
@@ -10,10 +11,12 @@ from ..errors import InputError
 from ..jsonio import read_json
 from . import synth
 from .coco import read_coco
-from .formats import read_labelme, read_voc, read_yolo, yolo_names
+from .formats import read_labelme, read_voc
 from .labels import read_classify
 from .records import ReadResult, Rules
 from .swift import read_swift
+from .yolo import NAME_FILES as YOLO_NAME_FILES
+from .yolo import read_yolo, yolo_names
 
 FORMATS = ("coco", "labelme", "yolo", "voc", "swift")
 SWIFT_SUFFIX = ".jsonl"  # what format auto reads as ms-swift JSONL
@@ -23,9 +26,12 @@ def detect_format(path: Path) -> str:
     """The format of an annotation path, or InputError when it is ambiguous."""
     path = Path(path)
     if path.is_dir():
-        if (path / "data.yaml").is_file() or (path / "classes.txt").is_file():
+        if any((path / n).is_file() for n in YOLO_NAME_FILES):
             return "yolo"
-        kinds = {p.suffix.lower() for p in path.iterdir() if p.is_file()}
+        # the folder is read recursively, so its subfolders (json/, images/) tell the format
+        kinds = {os.path.splitext(n)[1].lower() for _, _, names in os.walk(path) for n in names}
+        if any(p.is_dir() and p.name.lower() == "annotations" for p in path.iterdir()):
+            return "voc"  # the VOC devkit's and CVAT's layout: Annotations/ and JPEGImages/
         if ".xml" in kinds and ".json" not in kinds:
             return "voc"
         if ".json" in kinds and ".xml" not in kinds:
@@ -36,7 +42,7 @@ def detect_format(path: Path) -> str:
         return "swift"
     if suffix == ".xml":
         return "voc"
-    if suffix in (".yaml", ".yml") or path.name == "classes.txt":
+    if suffix in (".yaml", ".yml") or path.name in YOLO_NAME_FILES:
         return "yolo"
     if suffix == ".json":
         data = read_json(path)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,21 +79,78 @@ def display_path(p: Path) -> str:
         return str(p)
 
 
-def resolve_image(root: Path, ref: str, src: str, rec: str, fld: str) -> str:
-    """The image reference made absolute (``path`` or ``path#page``), checked to stay inside
-    ``root`` and to exist."""
-    if not isinstance(ref, str) or not ref:
+_WINDOWS_ABSOLUTE = re.compile(r"^([A-Za-z]:)?[\\/]")  # C:\x, C:/x, \x, \\server\x
+
+_JSON_TYPES = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
+}
+
+
+def json_type(value) -> str:
+    """What a JSON value is, in words (``a string``, ``null``...)."""
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def expect(value, kind: str, src, rec, fld):
+    """``value`` if it has the JSON type ``kind`` (``object``, ``list``, ``string``, ``number``,
+    ``id``: a non-boolean integer or a string), else a Reject naming the field and both types.
+    Every reader checks each value it uses this way before using it."""
+    ok = {
+        "object": isinstance(value, dict),
+        "list": isinstance(value, list),
+        "string": isinstance(value, str),
+        "number": isinstance(value, int | float) and not isinstance(value, bool),
+        "id": isinstance(value, int | str) and not isinstance(value, bool),
+    }[kind]
+    if not ok:
+        want = "an integer or a string" if kind == "id" else f"a{'n' * (kind[0] in 'ao')} {kind}"
+        raise Reject(src, rec, fld, f"expected {want}, got {json_type(value)} {value!r:.60}")
+    return value
+
+
+def leaves_dataset(path: Path, root: Path) -> bool:
+    """Whether ``path`` (inside ``root`` as written) is, or goes through, a symlink to a place
+    outside ``root``: such a file is not part of the dataset."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    return os.path.commonpath([real, real_root]) != real_root
+
+
+def resolve_image(
+    root: Path, ref: str, src: str, rec: str, fld: str, base: Path | None = None
+) -> str:
+    """The image reference made absolute (``path`` or ``path#page``) against ``base`` (default
+    ``root``), checked to stay inside ``root`` (also through symlinks) and to exist."""
+    if ref is not None and not isinstance(ref, str):
+        expect(ref, "string", src, rec, fld)
+    if not ref:
         raise Reject(src, rec, fld, "missing image path")
     try:
         name, page = split_page(ref)
     except ImageProblem as e:
         raise Reject(src, rec, fld, str(e)) from None
-    if os.path.isabs(name):
+    if os.path.isabs(name) or _WINDOWS_ABSOLUTE.match(name):
         raise Reject(src, rec, fld, f"absolute image path {name!r} is not allowed")
-    base = os.path.abspath(root)
-    path = Path(os.path.abspath(os.path.join(base, name)))
+    base, start = os.path.abspath(root), os.path.abspath(base or root)
+    if "\\" in name and not os.path.lexists(os.path.join(start, name)):
+        name = name.replace("\\", "/")  # written on Windows: backslashes separate folders
+    path = Path(os.path.abspath(os.path.join(start, name)))
     if os.path.commonpath([str(path), base]) != base:
         raise Reject(src, rec, fld, f"image path {name!r} escapes the dataset root {root}")
+    if os.path.lexists(path) and leaves_dataset(path, Path(base)):
+        raise Reject(
+            src,
+            rec,
+            fld,
+            f"image path {name!r} is a symlink to {os.path.realpath(path)}, outside the "
+            f"dataset root {root}",
+        )
     if not path.is_file():
         raise Reject(src, rec, fld, f"image file {path} does not exist")
     return f"{path}#{page}" if page > 1 else str(path)
@@ -145,6 +203,7 @@ def box_scale(facts: ImageFacts, rules: Rules) -> float:
 
 def check_box(box, label, w, h, src, rec, fld, rules: Rules, scale: float = 1.0):
     """One box in source units -> ``{"label", "bbox"}`` in pixels, or None for a dropped label."""
+    expect(label, "string", src, rec, fld + ".label")
     label = (rules.aliases or {}).get(label, label)
     if label in rules.drop:
         return None
@@ -180,8 +239,9 @@ def check_boxes(raw, facts: ImageFacts, src, rec, rules: Rules) -> list[dict]:
 
 
 def read_text(path: Path, src: str) -> str:
+    """A UTF-8 text file (a byte-order mark, as Windows tools write it, is dropped)."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
         raise InputError(f"{src}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:

@@ -36,11 +36,16 @@ def dataset_files(ds: dict, workdir: Path | None = None) -> list[str]:
 
 
 def dataset_stamp(ds: dict, workdir: Path | None = None) -> str:
-    """A fingerprint of every file a dataset may read (name, size, modification time): a
+    """A fingerprint of every file a dataset may read (name, size, modification time; a broken
+    symlink counts by its target, so that it never stops Snakemake from planning): a
     Snakemake param, so that an image added or edited in place reruns validation without making
     10,000 images inputs of the rule (which costs seconds on every no-op run)."""
     h = hashlib.sha256()
     for f in dataset_files(ds, workdir):
-        st = os.stat(f)
+        try:
+            st = os.stat(f)
+        except OSError:  # a broken symlink: validation rejects its record and says why
+            h.update(f"{f}\0missing {os.readlink(f) if os.path.islink(f) else ''}\n".encode())
+            continue
         h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()

@@ -16,6 +16,7 @@ from .records import (
     Rules,
     check_boxes,
     display_path,
+    expect,
     image_facts,
     make_record,
     prefetch_images,
@@ -28,7 +29,9 @@ COORDS = ("qwen3_vl", "qwen2_5_vl", "pixels")
 
 def _xyxy(box, src, rec, fld) -> list:
     if not isinstance(box, list | tuple) or len(box) != 4:
-        raise Reject(src, rec, fld, f"box {box!r} is not four numbers")
+        raise Reject(src, rec, fld, f"box {box!r:.60} is not four numbers")
+    for j, v in enumerate(box):
+        expect(v, "number", src, rec, f"{fld}[{j}]")
     return list(box)
 
 
@@ -62,10 +65,16 @@ def read_swift(
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise Reject(src, rec, "", f"malformed JSON at column {e.colno}: {e.msg}") from None
-            images = row.get("images") if isinstance(row, dict) else None
-            if not isinstance(images, list) or len(images) != 1:
+            except RecursionError:
+                raise Reject(src, rec, "", "JSON nested too deeply") from None
+            expect(row, "object", src, rec, "")
+            images = expect(row.get("images"), "list", src, rec, "images")
+            if len(images) != 1:
                 raise Reject(src, rec, "images", "expected exactly one image")
             name = images[0].get("path") if isinstance(images[0], dict) else images[0]
+            group = row.get(group_key) if group_key else None
+            if group is not None and not isinstance(group, str | int | float):
+                expect(group, "string", src, rec, group_key)
             image = resolve_image(root, name, src, rec, "images[0]")
             facts = image_facts(image, src, rec, "images[0]", rules)
             if "objects" in row:
@@ -76,7 +85,6 @@ def read_swift(
         except Reject as r:
             out.rejects.append(r.row())
             continue
-        group = row.get(group_key) if group_key else None
         out.records.append(make_record(src, rec, facts, boxes, group))
     return out
 
@@ -92,12 +100,14 @@ def _swift_image_names(lines):
 
 
 def _swift_answer(row, coords, facts: ImageFacts, src, rec, spec):
-    msgs = row.get("messages")
-    answers = [m for m in msgs or [] if isinstance(m, dict) and m.get("role") == "assistant"]
+    msgs = expect(row.get("messages"), "list", src, rec, "messages")
+    for k, m in enumerate(msgs):
+        expect(m, "object", src, rec, f"messages[{k}]")
+    answers = [m for m in msgs if m.get("role") == "assistant"]
     if len(answers) != 1:
         raise Reject(src, rec, "messages", "expected exactly one assistant message")
     fld = "messages[assistant].content"
-    parsed = parse_answer(answers[0].get("content"))
+    parsed = parse_answer(expect(answers[0].get("content"), "string", src, rec, fld))
     if not parsed.ok or parsed.salvaged:
         raise Reject(src, rec, fld, "answer is not a JSON list of bbox_2d objects")
     raw = []

@@ -13,6 +13,7 @@ from ..jsonio import dump_jsonl, write_json
 from .images import STATS
 from .readers import read_dataset
 from .records import ReadResult, Rules
+from .split import warn_or_fail
 
 log = logging.getLogger("drawtune")
 
@@ -120,4 +121,17 @@ def validate_dataset(
         flush=True,
     )
     check_rejects(name, ds, res, max_rejected_fraction, where)
+    check_not_empty(name, ds, res)
     return summary
+
+
+def check_not_empty(name: str, ds: dict, res: ReadResult) -> None:
+    """A detection dataset whose records have not a single box (a layout or format read
+    wrongly, or a key misspelled, looks like this) warns, or fails with ``on_empty: fail``."""
+    if ds.get("task", "detect") == "detect" and res.records:
+        if not any(r["boxes"] for r in res.records):
+            warn_or_fail(
+                f"dataset {name}: none of its {len(res.records)} drawings has a box (each would "
+                f"train as a negative); check the format and layout of {ds['annotations']}",
+                ds.get("on_empty") or "warn",
+            )

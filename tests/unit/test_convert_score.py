@@ -377,7 +377,7 @@ def test_cli_convert_rejects_repeated_images_as_the_workflow_does(tmp_path, caps
     """Issue 13, bug 1: the same pixels twice with other boxes would teach two answers to one
     question; the workflow's split rejects the second, and so does `drawtune convert`."""
     ds = tmp_path / "ds"
-    coco = write_dataset(ds, n=3, seed=4, width=320)
+    coco = write_dataset(ds, n=9, seed=4, width=320)
     twin = dict(coco["images"][0], id=77)  # the first drawing again, under another id
     coco["images"].append(twin)
     box = {"id": 999, "image_id": 77, "category_id": 1, "bbox": [1, 1, 20, 20], "area": 400}
@@ -387,10 +387,13 @@ def test_cli_convert_rejects_repeated_images_as_the_workflow_does(tmp_path, caps
     args = ["convert", "--input", str(ds / "annotations.json"), "--format", "coco"]
     args += ["--family", "qwen3_vl", "--out", str(out), "--rejects", str(rej)]
     assert main(args) == 0
-    assert "read 4, converted 3, rejected 1" in capsys.readouterr().out
-    assert len(load_jsonl(out)) == 3
-    (r,) = load_jsonl(rej)
-    assert r["record"] == "images[3] (id 77)" and "with different boxes" in r["reason"]
+    # issue 16, item 9: neither copy is kept (which is right cannot be told), and both
+    # rejects count towards max_rejected_fraction (2 of 10 is not above 20 %)
+    assert "read 10, converted 8, rejected 2" in capsys.readouterr().out
+    assert len(load_jsonl(out)) == 8
+    first, second = load_jsonl(rej)
+    assert first["record"] == "images[0] (id 1)" and second["record"] == "images[9] (id 77)"
+    assert all("with different boxes" in r["reason"] for r in (first, second))
 
 
 def test_cli_convert_stops_over_max_rejected_fraction(tmp_path, capsys):

@@ -146,7 +146,7 @@ def test_reject_nan_box(tmp_path):
 
 def test_reject_non_number_box(tmp_path):
     r = _reject_case(tmp_path, {"file_name": "a.png"}, [ann(1, [1, "2", 10, 30])])
-    assert r["field"] == "annotations[0].bbox"
+    assert r["field"] == "annotations[0].bbox[1]" and "got a string '2'" in r["reason"]
 
 
 def test_reject_short_box(tmp_path):

@@ -95,6 +95,7 @@ def test_fill_defaults_dataset_entries():
         "group_key": None,
         "aliases": {},
         "on_error": "reject",
+        "on_empty": "warn",
         "drop": [],
         "box_units": "pixels",
         "task": "detect",
