@@ -3,8 +3,11 @@ model's shape, the longest sample of its data, the GPU and the topology."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+
+from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
 from ..coords import vision_factor
 from ..jsonio import load_jsonl
@@ -69,14 +72,39 @@ def plan_predict_batch(batch_size, model, rows, family, spec, max_new_tokens, de
     )
 
 
-def _shape(model) -> gpu_plan.Shape | None:
-    """The memory model's view of a local model directory; None for a hub id or a folder
-    without safetensors (the plans then take their safe choice)."""
-    if not Path(str(model)).is_dir():
+def _shape(model, cache_dir=None) -> gpu_plan.Shape | None:
+    """The memory model's view of a model: a local directory's ``config.json`` and safetensors,
+    or a hub id's ``config.json`` and safetensors index (``hub_file``); None when they cannot
+    be read (the plans then take their safe choice)."""
+    folder = Path(str(model))
+    if folder.is_dir():
+        try:
+            return gpu_plan.model_shape(folder, estimate.safetensors_parameters(folder))
+        except estimate.EstimateError:
+            return None
+    config = hub_file(str(model), "config.json", cache_dir)
+    if config is None:
         return None
+    index = hub_file(str(model), "model.safetensors.index.json", cache_dir)
+    total = (
+        json.loads(Path(index).read_text()).get("metadata", {}).get("total_size") if index else 0
+    )
     try:
-        return gpu_plan.model_shape(model, estimate.safetensors_parameters(Path(model)))
+        params = total // 2 if total else estimate.model_parameters(str(model))  # bf16 bytes
     except estimate.EstimateError:
+        return None
+    return gpu_plan.Shape.from_config(json.loads(Path(config).read_text()), params)
+
+
+def hub_file(repo_id: str, name: str, cache_dir=None) -> str | None:
+    """One small file of a Hugging Face hub model (ms-swift trains hub ids with ``--use_hf``):
+    from the local cache, else downloaded when the hub is reachable; None otherwise."""
+    found = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir)
+    if isinstance(found, str):
+        return found
+    try:
+        return hf_hub_download(repo_id, name, cache_dir=cache_dir)
+    except Exception:  # noqa: BLE001 - offline, unknown repo, no such file: no shape, safe plan
         return None
 
 

@@ -274,3 +274,45 @@ def test_train_stage_does_not_retry_a_micro_batch_fixed_in_config(tmp_path, monk
                            gradient_checkpointing=False)  # fmt: skip
     calls = (tmp_path / "out" / "calls.jsonl").read_text().splitlines()
     assert len(calls) == 1
+
+
+def _hub_cache(root: Path, repo: str, files: dict) -> Path:
+    """A Hugging Face cache holding ``files`` of ``repo`` (the layout huggingface_hub reads)."""
+    folder = root / f"models--{repo.replace('/', '--')}"
+    snap = folder / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("0" * 40)
+    for name, text in files.items():
+        (snap / name).write_text(text)
+    return root
+
+
+def test_a_hub_id_in_the_local_cache_gets_its_real_shape(tmp_path):
+    """`base: Qwen/Qwen3-VL-4B-Instruct` is planned from the cached config.json and the
+    safetensors index's size, not given the safe micro-batch 1."""
+    from drawtune.train.job_plan import _shape
+
+    text = {"num_hidden_layers": 36, "hidden_size": 2560, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936}  # fmt: skip
+    index = {"metadata": {"total_size": QWEN3_VL_4B.params * 2}, "weight_map": {}}
+    cache = _hub_cache(tmp_path, "Qwen/Qwen3-VL-4B-Instruct", {
+        "config.json": json.dumps({"text_config": text}),
+        "model.safetensors.index.json": json.dumps(index),
+    })  # fmt: skip
+    assert _shape("Qwen/Qwen3-VL-4B-Instruct", cache_dir=cache) == QWEN3_VL_4B
+    # without the index, the size in the name (4 B) stands in
+    only_config = _hub_cache(tmp_path / "b", "Org/Some-VL-4B", {
+        "config.json": json.dumps({"text_config": text}),
+    })  # fmt: skip
+    assert _shape("Org/Some-VL-4B", cache_dir=only_config).params == 4_000_000_000
+
+
+def test_a_hub_id_that_cannot_be_read_takes_the_safe_plan(tmp_path, monkeypatch):
+    from drawtune.train import job_plan
+
+    def offline(*a, **k):
+        raise OSError("no network")
+
+    monkeypatch.setattr(job_plan, "hf_hub_download", offline)
+    assert job_plan._shape("Qwen/Qwen3-VL-4B-Instruct", cache_dir=tmp_path) is None
