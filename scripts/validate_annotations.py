@@ -1,12 +1,13 @@
 """Snakemake adapter: read and check one dataset (drawtune.data.validate)."""
 
-from drawtune.data.validate import dataset_rules, validate_dataset
+from drawtune.data.validate import dataset_rules, fingerprint_store, validate_dataset
 from drawtune.smk import resize_spec, setup
 
 if __name__ == "__main__":
     setup(snakemake)
     p, out = snakemake.params, snakemake.output
     ds = dict(p.dataset, annotations=snakemake.input.annotations)
+    store = fingerprint_store(out.cache) if p.fingerprints else None
     rules = dataset_rules(
         p.dataset,
         p.classes,
@@ -14,6 +15,7 @@ if __name__ == "__main__":
         normalised_dir=out.normalised,
         cache_dir=out.cache,
         workers=snakemake.threads,
+        fingerprints=store,
     )
     validate_dataset(
         ds,
@@ -25,4 +27,5 @@ if __name__ == "__main__":
         out.summary,
         name=snakemake.wildcards.dataset,
         rejects_copy=snakemake.log.rejects,  # a log: kept when the job fails
+        fingerprints=store,
     )

@@ -49,6 +49,7 @@ class ImageFacts:
     height: int
     normalised: bool  # True when ``path`` is a converted copy
     scale: float = 1.0  # pixels per source unit (PDF points -> pixels); 1 for raster files
+    source: str = ""  # the reference read (file, #page), set by the reader; never cached
 
 
 def split_page(ref: str) -> tuple[str, int]:
@@ -165,8 +166,12 @@ def inspect(
     dpi: int = 150,
     max_pixels: int = 100_000_000,
     cache_dir: Path | None = None,
+    on_decode=None,
 ) -> ImageFacts:
-    """Facts of one image reference, normalising it when ms-swift cannot read it as it is."""
+    """Facts of one image reference, normalising it when ms-swift cannot read it as it is.
+    ``on_decode(facts, image)``, when given, sees the decoded pixels of every image decoded
+    (not those whose facts came from a cache), e.g. to fingerprint them without decoding twice.
+    """
     name, page = split_page(str(ref))
     path = Path(name)
     if not path.is_file():
@@ -211,6 +216,8 @@ def inspect(
         tmp.write_text(json.dumps(asdict(facts)))
         tmp.replace(hit)
     _MEMO[memo_key] = facts
+    if on_decode is not None:
+        on_decode(facts, im)
     return facts
 
 

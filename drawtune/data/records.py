@@ -5,6 +5,9 @@ A *record* is::
     {"source": file, "record": id, "image": path, "sha256": hex, "width": w, "height": h,
      "boxes": [{"label": str, "bbox": [x1, y1, x2, y2]}], "group": str|None}
 
+plus ``"original"`` (the file and page read) when ``image`` is a converted copy, and
+``"fingerprint"`` (``data.leakage``) once validation has fingerprinted it.
+
 Every record read is either returned or rejected with ``{"file", "record", "field", "reason"}``.
 A record with any bad box is rejected whole: a drawing with some objects dropped would teach
 the model to miss them. The readers of each format (``coco``, ``swift``, ``formats``,
@@ -18,7 +21,8 @@ import math
 import os
 import re
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import InputError
@@ -67,6 +71,7 @@ class Rules:
     normalised_dir: Path | None = None  # where converted pages/images are written
     cache_dir: Path | None = None  # memo of image facts (file identity -> facts)
     workers: int = 1  # threads that decode and hash images
+    on_decode: Callable | None = None  # sees each decoded image (fingerprints: data.leakage)
 
 
 def display_path(p: Path) -> str:
@@ -158,15 +163,17 @@ def resolve_image(
 
 def image_facts(ref: str, src: str, rec: str, fld: str, rules: Rules) -> ImageFacts:
     try:
-        return inspect(
+        facts = inspect(
             ref,
             rules.normalised_dir,
             dpi=rules.pdf_dpi,
             max_pixels=rules.max_image_pixels,
             cache_dir=rules.cache_dir,
+            on_decode=rules.on_decode,
         )
     except ImageProblem as e:
         raise Reject(src, rec, fld, str(e)) from None
+    return replace(facts, source=str(ref))
 
 
 def _progress(msg: str) -> None:
@@ -193,6 +200,7 @@ def prefetch_images(root: Path, names, rules: Rules) -> None:
         dpi=rules.pdf_dpi,
         max_pixels=rules.max_image_pixels,
         cache_dir=rules.cache_dir,
+        on_decode=rules.on_decode,
     )
 
 
@@ -249,7 +257,7 @@ def read_text(path: Path, src: str) -> str:
 
 
 def make_record(src, rec, facts: ImageFacts, boxes, group):
-    return {
+    out = {
         "source": src,
         "record": rec,
         "image": display_path(Path(facts.path)),
@@ -259,3 +267,7 @@ def make_record(src, rec, facts: ImageFacts, boxes, group):
         "boxes": boxes,
         "group": group,
     }
+    if facts.normalised and facts.source:  # a converted copy: the file it was read from
+        name, page = split_page(facts.source)
+        out["original"] = display_path(Path(name)) + (f"#{page}" if page > 1 else "")
+    return out

@@ -11,6 +11,7 @@ from ..coords import ResizeSpec
 from ..errors import InputError, StageError
 from ..jsonio import dump_jsonl, write_json
 from .images import STATS
+from .leakage import STORE_NAME, FingerprintStore
 from .readers import read_dataset
 from .records import ReadResult, Rules
 from .split import warn_or_fail
@@ -19,11 +20,19 @@ log = logging.getLogger("drawtune")
 
 
 def dataset_rules(
-    ds: dict, classes, validation: dict, *, normalised_dir, cache_dir=None, workers: int = 1
+    ds: dict,
+    classes,
+    validation: dict,
+    *,
+    normalised_dir,
+    cache_dir=None,
+    workers: int = 1,
+    fingerprints: FingerprintStore | None = None,
 ) -> Rules:
     """The checks of one dataset: its keys (aliases, drop, box_units) and the config's
     ``validation`` block; ``normalised_dir`` receives converted pages, ``cache_dir`` (optional)
-    keeps image facts between runs."""
+    keeps image facts between runs; ``fingerprints`` (optional) fingerprints every image
+    decoded."""
     return Rules(
         classes=tuple(classes),
         aliases=ds.get("aliases") or {},
@@ -35,7 +44,13 @@ def dataset_rules(
         normalised_dir=Path(normalised_dir),
         cache_dir=Path(cache_dir) if cache_dir else None,
         workers=workers,
+        on_decode=fingerprints.on_decode if fingerprints is not None else None,
     )
+
+
+def fingerprint_store(cache_dir) -> FingerprintStore:
+    """The fingerprints of a dataset's images by content, kept in its image cache folder."""
+    return FingerprintStore(Path(cache_dir) / STORE_NAME)
 
 
 def read_checked(ds: dict, rules: Rules, spec: ResizeSpec | None = None) -> ReadResult:
@@ -85,15 +100,27 @@ def validate_dataset(
     summary_out,
     name: str = "",
     rejects_copy=None,
+    fingerprints: FingerprintStore | None = None,
 ) -> dict:
     """Read one dataset, write records, rejects and counts (rule validate_annotations), and
     say the counts on the terminal. ``rejects_copy`` (the rule's log folder) receives the
     rejects too: Snakemake deletes a failed job's outputs, so a failure's message points there.
+    ``fingerprints`` (the store given to :func:`dataset_rules`): each record gets its image's
+    perceptual fingerprint, for the split's near-duplicate groups.
     """
     for folder in (rules.normalised_dir, rules.cache_dir):
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)  # declared outputs, even when unused
+    before = fingerprints.computed if fingerprints is not None else 0
     res = read_checked(ds, rules, spec)
+    if fingerprints is not None:
+        fingerprints.ensure(res.records, rules.workers)
+        fingerprints.save()
+        log.info(
+            "fingerprints computed: %d of %d records (the rest came from the cache)",
+            fingerprints.computed - before,
+            len(res.records),
+        )
     dump_jsonl(res.records, records_out)
     dump_jsonl(res.rejects, rejects_out)
     if rejects_copy is not None:
