@@ -3,6 +3,7 @@
 # results/
 #   validated/<dataset>/{records,rejects}.jsonl, summary.json   checked records, rejects with reasons
 #   splits/{train,val,test}.jsonl, <split>.coco.json, rejects.jsonl, summary.json  detection
+#   splits/leakage.json, splits/classify/<dataset>/leakage.json  near-duplicates across splits
 #   splits/classify/<dataset>/{train,val,test}.jsonl, ...       one per classification dataset
 #   swift/<experiment|base>/<split>.jsonl, .manifest.jsonl      ms-swift data as each model
 #                                                               sees it (family, size, prompt)
@@ -14,6 +15,7 @@
 #   report/                                                     pictures and tables of the report
 # resources/synth[-classify]/<dataset>/, resources/models/tiny-<family>/  demo data, models
 # resources/normalised/<dataset>/, resources/cache/<dataset>/   converted pages, image facts
+# resources/splits/[classify/<dataset>/]ledger.json            where each drawing was split
 # (the paths are templates in drawtune/paths.py, the one place the rules take them from)
 # logs/<rule>/..., benchmarks/<rule>/...
 
@@ -55,6 +57,7 @@ localrules:
     score_classification,
     report_assets,
     report_provenance,
+    report_leakage,
 
 
 rule all:

@@ -13,6 +13,7 @@ import yaml
 from . import paths
 from .data.convert import default_prompt
 from .data.labels import classes_of
+from .data.leakage import check_pattern
 from .data.synth_classify import SYNTH_CLASSES
 from .errors import ConfigError
 
@@ -92,6 +93,7 @@ def completed(cfg: dict, schema: dict | None = None) -> dict:
     cfg = fill_defaults(cfg, schema or load_schema())
     check_experiments(cfg)
     check_base_models(cfg)
+    check_pattern(cfg["leakage"]["name_pattern"])
     return cfg
 
 

@@ -23,6 +23,10 @@ SYNTH_CLASSIFY = "resources/synth-classify/{dataset}"
 TINY_MODEL = "resources/models/tiny-{family}"
 NORMALISED = "resources/normalised/{dataset}"  # converted pages the records point to
 IMAGE_CACHE = "resources/cache/{dataset}"  # image facts by file identity: reruns decode less
+# the split's memory: each drawing's split when it was first assigned, so that a near-duplicate
+# added later follows its group and nothing moves (not a rule output: a failed split keeps it)
+SPLIT_LEDGER = "resources/splits/ledger.json"
+CLASSIFY_LEDGER = "resources/splits/classify/{dataset}/ledger.json"
 
 # results/<stage>/...
 VALIDATED = "results/validated/{dataset}"

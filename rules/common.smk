@@ -112,6 +112,14 @@ def split_on_empty():
     return "fail" if fail else "warn"
 
 
+def leakage_params():
+    """The split's near-duplicate settings (fingerprints reach validation on their own, the
+    report's picture count the report): editing them reruns the splits and what follows.
+    """
+    keys = ("max_distance", "name_pattern", "on_bridge", "on_leak", "max_leaks")
+    return {k: config["leakage"][k] for k in keys}
+
+
 def dataset_classes(wildcards):
     """The closed class list a dataset is checked against."""
     ds = dataset_cfg(wildcards.dataset)
@@ -223,6 +231,7 @@ def all_targets():
         *expand(rules.score_classification.output.metrics, model=CLASSIFY_MODELS),
         *rules.report_assets.output,
         *rules.report_provenance.output,
+        *rules.report_leakage.output,
     ]
 
 

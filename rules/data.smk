@@ -24,6 +24,7 @@ rule validate_annotations:
         classes=dataset_classes,
         validation=config["validation"],
         resize=dataset_resize,
+        fingerprints=config["leakage"]["fingerprints"],
     script:
         "../scripts/validate_annotations.py"
 
@@ -43,8 +44,11 @@ rule split_dataset:
         **{f"{s}_truth": f"{paths.SPLITS}/{s}.coco.json" for s in SPLITS},
         rejects=f"{paths.SPLITS}/rejects.jsonl",
         summary=f"{paths.SPLITS}/summary.json",
+        leakage=f"{paths.SPLITS}/leakage.json",
     log:
-        "logs/split_dataset/split.log",
+        log="logs/split_dataset/split.log",
+        # the leakage report, kept when the split fails (on_leak: fail)
+        leakage="logs/split_dataset/leakage.json",
     conda:
         "../envs/drawtune.yaml"
     params:
@@ -52,6 +56,8 @@ rule split_dataset:
         classes=config["classes"],
         max_rejected_fraction=config["validation"]["max_rejected_fraction"],
         on_empty=split_on_empty(),
+        leakage=leakage_params(),
+        ledger=paths.SPLIT_LEDGER,
     script:
         "../scripts/split_dataset.py"
 
@@ -64,13 +70,17 @@ rule split_classify:
         **{s: f"{paths.CLASSIFY_SPLITS}/{s}.jsonl" for s in SPLITS},
         rejects=f"{paths.CLASSIFY_SPLITS}/rejects.jsonl",
         summary=f"{paths.CLASSIFY_SPLITS}/summary.json",
+        leakage=f"{paths.CLASSIFY_SPLITS}/leakage.json",
     log:
-        "logs/split_classify/{dataset}.log",
+        log="logs/split_classify/{dataset}.log",
+        leakage="logs/split_classify/{dataset}.leakage.json",
     conda:
         "../envs/drawtune.yaml"
     params:
         split=config["split"],
         max_rejected_fraction=config["validation"]["max_rejected_fraction"],
+        leakage=leakage_params(),
+        ledger=lambda wc: paths.CLASSIFY_LEDGER.format(dataset=wc.dataset),
     script:
         "../scripts/split_classify.py"
 

@@ -106,3 +106,27 @@ rule report_provenance:
         config_text=lambda wc: json.dumps(config, indent=2, sort_keys=True),
     script:
         "../scripts/report_provenance.py"
+
+
+# Near-duplicate drawings across splits (drawtune/report/leakage.py): a page of its own, so
+# that a leakage setting rebuilds only this page.
+rule report_leakage:
+    input:
+        detect=rules.split_dataset.output.leakage if DETECT else [],
+        classify=expand(rules.split_classify.output.leakage, dataset=CLASSIFY),
+    output:
+        page=report(
+            f"{paths.REPORT}/leakage.html",
+            caption="../report/leakage.rst",
+            category="Data",
+            labels={"file": "near-duplicates across splits"},
+        ),
+    log:
+        "logs/report_leakage/report.log",
+    conda:
+        "../envs/drawtune.yaml"
+    params:
+        classify_datasets=CLASSIFY,
+        pictures=config["leakage"]["pictures"],
+    script:
+        "../scripts/report_leakage.py"

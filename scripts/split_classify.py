@@ -16,4 +16,8 @@ if __name__ == "__main__":
         out.summary,
         summary=snakemake.input.summary,
         max_rejected_fraction=p.max_rejected_fraction,
+        leakage=p.leakage,
+        ledger=p.ledger,  # not an output: Snakemake would delete it when the split fails
+        leakage_out=out.leakage,
+        leakage_copy=snakemake.log.leakage,
     )

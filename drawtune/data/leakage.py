@@ -6,9 +6,9 @@ cropped copy). The content hash of the split tells none of them apart, so one re
 train and another test. Here each image gets a 1024-bit pHash (``imagehash.phash`` with a
 32x32 DCT) of the sheet trimmed to its ink: a cropped margin, a re-saved JPEG or another
 rasterisation then lands a few dozen bits away, while a different sheet drawn on the same
-template (border, title block) differs in about 200 of the 1,024 bits or more (numbers measured on synthetic
-sheets: config/README.md, "Near-duplicates and leakage"). ``split`` keeps each group of linked
-drawings in one split; what still crosses splits is listed by :func:`leak_report`.
+template (border, title block) differs in about 200 of the 1,024 bits or more (measured on
+synthetic sheets: config/README.md, "Near-duplicates and leakage"). ``split`` keeps each group
+of linked drawings in one split; what still crosses splits is listed by :func:`leak_report`.
 
 Fingerprints are computed while validation has the image decoded (:meth:`FingerprintStore.
 on_decode`) and kept by content hash in the dataset's cache folder, so a rerun after adding
