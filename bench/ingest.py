@@ -3,9 +3,10 @@
 Reports conversion throughput, the time a no-op ``snakemake`` takes to decide there is nothing to
 do, and what adding one drawing reprocesses. Usage (repository root, inside .venv):
 
-    python bench/ingest.py [--n 10000] [--width 448] [--cores 2] [--reuse-data]
+    python bench/ingest.py [--n 10000] [--width 448] [--cores 2] [--reuse-data] [--no-fingerprints]
 
 Writes bench/results/ingest.json; BENCHMARKS.md records the numbers with the machine.
+Fingerprinting (issue 19, ``leakage.fingerprints``) is on unless ``--no-fingerprints``.
 """
 
 from __future__ import annotations
@@ -54,9 +55,15 @@ def jobs_run(log: str) -> dict:
     return out
 
 
-def decoded(wd: Path) -> str:
+def decoded(wd: Path, what: str = "images decoded") -> str | None:
     text = (wd / "logs/validate_annotations/data.log").read_text()
-    return re.findall(r"images decoded: \d+ of \d+", text)[-1]
+    found = re.findall(what + r": \d+ of \d+", text)
+    return found[-1] if found else None
+
+
+def bench_seconds(wd: Path, rule: str, name: str) -> float:
+    rows = list(csv.DictReader((wd / f"benchmarks/{rule}/{name}.tsv").open(), delimiter="\t"))
+    return float(rows[0]["s"])
 
 
 def main() -> None:
@@ -67,6 +74,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=ROOT / "bench/runs/ingest")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/ingest.json")
     ap.add_argument("--reuse-data", action="store_true", help="keep the drawings of a previous run")
+    ap.add_argument("--no-fingerprints", action="store_true", help="leakage.fingerprints: false")
     a = ap.parse_args()
     wd = a.workdir
     data = wd / "data"
@@ -94,14 +102,16 @@ def main() -> None:
     cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
     cfg["datasets"] = {"data": {"format": "coco", "annotations": "data/annotations.json"}}
     cfg["experiments"] = {"demo": cfg["experiments"]["demo"]}  # the detection experiment
+    if a.no_fingerprints:
+        cfg["leakage"] = {"fingerprints": False}
     (wd / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
     cold_s, _ = snakemake(wd, a.cores)
-    rows = list(
-        csv.DictReader((wd / "benchmarks/validate_annotations/data.tsv").open(), delimiter="\t")
-    )
-    validate_s = float(rows[0]["s"])
+    validate_s = bench_seconds(wd, "validate_annotations", "data")
+    split_s = bench_seconds(wd, "split_dataset", "split")
     cold_decoded = decoded(wd)
+    cold_fingerprinted = decoded(wd, "fingerprints computed")
+    leakage = json.loads((wd / "results/splits/leakage.json").read_text())
 
     noop_s, noop_log = snakemake(wd, a.cores)
     assert "Nothing to be done" in noop_log, noop_log[-2000:]
@@ -140,11 +150,18 @@ def main() -> None:
         "cold_run_seconds": round(cold_s, 1),
         "validate_seconds": round(validate_s, 1),
         "validate_drawings_per_second": round(a.n / validate_s, 1),
+        "split_seconds": round(split_s, 1),
+        "fingerprints": not a.no_fingerprints,
         "cold_decoded": cold_decoded,
+        "cold_fingerprinted": cold_fingerprinted,
+        "near_duplicate_links": leakage["links"],
+        "near_duplicate_leaks": leakage["leaks"],
         "noop_run_seconds": round(noop_s, 2),
         "noop_dry_run_seconds": round(dry_s, 2),
         "add_one_seconds": round(add_s, 1),
         "add_one_decoded": decoded(wd),
+        "add_one_fingerprinted": decoded(wd, "fingerprints computed"),
+        "add_one_split_seconds": round(bench_seconds(wd, "split_dataset", "split"), 1),
         "add_one_jobs": jobs_run(add_log),
     }
     print(json.dumps(result, indent=2))

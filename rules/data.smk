@@ -49,6 +49,8 @@ rule split_dataset:
         log="logs/split_dataset/split.log",
         # the leakage report, kept when the split fails (on_leak: fail)
         leakage="logs/split_dataset/leakage.json",
+    benchmark:
+        "benchmarks/split_dataset/split.tsv"
     conda:
         "../envs/drawtune.yaml"
     params:
