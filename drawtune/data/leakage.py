@@ -291,6 +291,7 @@ def leak_pairs(records: list[dict], where: list, links: list[Link], datasets: li
                 out.append((ln.i, ln.j, ln.why, ln.distance, None))
         else:
             by_key.setdefault((ln.why, ln.key), []).extend([ln.i, ln.j])
+    seen_pairs = {frozenset(p[:2]) for p in out}
     for (why, key), idx in sorted(by_key.items()):
         first: dict[str, int] = {}
         for k in sorted(set(idx), key=lambda k: (records[k]["image"], k)):
@@ -300,7 +301,8 @@ def leak_pairs(records: list[dict], where: list, links: list[Link], datasets: li
             if a in first and b in first and (why, key, a, b) not in seen_keys:
                 seen_keys.add((why, key, a, b))
                 i, j = first[a], first[b]
-                out.append((i, j, why, _fp_distance(records[i], records[j]), key))
+                if frozenset((i, j)) not in seen_pairs:  # not already a fingerprint pair
+                    out.append((i, j, why, _fp_distance(records[i], records[j]), key))
     rows = []
     for i, j, why, d, key in out:
         a, b = sorted((i, j), key=lambda k: ORDER.index(where[k]))
