@@ -93,8 +93,10 @@ def prepare(im: Image.Image) -> Image.Image:
 
 
 def fingerprint(im: Image.Image) -> str:
-    """The image's fingerprint: 1024-bit pHash of :func:`prepare`'d pixels, in hex."""
-    return str(imagehash.phash(prepare(im), hash_size=HASH_SIZE))
+    """The image's fingerprint: 1024-bit pHash of :func:`prepare`'d pixels, in hex (the digits
+    ``str(ImageHash)`` gives, without its per-bit Python loop, which took half the time)."""
+    bits = imagehash.phash(prepare(im), hash_size=HASH_SIZE).hash.flatten()
+    return np.packbits(bits).tobytes().hex()
 
 
 def distance(a: str, b: str) -> int:

@@ -11,6 +11,7 @@ import os
 import shutil
 from itertools import combinations
 
+import imagehash
 import near_duplicates as nd
 import pytest
 import yaml
@@ -25,7 +26,9 @@ from drawtune.data.leakage import (
     Link,
     distance,
     find_links,
+    fingerprint,
     name_of,
+    prepare,
 )
 from drawtune.data.split import SPLITS, assign, split_dataset, split_of, split_pool
 from drawtune.data.validate import dataset_rules, fingerprint_store, validate_dataset
@@ -385,3 +388,15 @@ def test_leakage_page_shows_each_pair_side_by_side(fresh):
         assert p["a"]["name"] in text and p["b"]["name"] in text
         assert f"<td>{p['distance']}</td>" in text
     assert "Pictures of the first 2 pairs" in text
+
+
+def test_fingerprint_is_imagehash_phash_of_the_trimmed_sheet(archive):
+    root, *_ = archive
+    with Image.open(root / "data" / "images" / "a_revA.png") as im:
+        im.load()
+    assert fingerprint(im) == str(imagehash.phash(prepare(im), hash_size=32))
+    assert len(fingerprint(im)) == 256  # 1024 bits in hex
+    # trimmed to the ink: a white margin added around the sheet changes nothing
+    wide = Image.new("L", (im.width + 20, im.height + 40), 255)
+    wide.paste(im, (10, 20))
+    assert fingerprint(wide) == fingerprint(im)
