@@ -38,7 +38,7 @@ from typing import ClassVar
 from ..coords import ResizeSpec
 from ..errors import StageError
 from ..jsonio import dump_jsonl, load_jsonl, write_json
-from . import gpu_plan, launch, swift_cmd
+from . import gpu_plan, launch, swift_cmd, swift_plugin
 from .checkpoints import (
     TRAINING_STATE,
     check_adapter,
@@ -224,6 +224,7 @@ class Train(GpuStage):
             deepspeed=deepspeed,
         )
         env = self.swift_env(self.base, device)
+        env.update(swift_plugin.plugin_env(cfg["causal_mask"], cfg["vision_cache_gib"]))
         # An interrupted run with the same command resumes from its last complete checkpoint;
         # anything else starts over in a clean folder. The rendezvous address and port are left
         # out: they change from one SLURM job to the next.
