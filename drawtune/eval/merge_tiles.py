@@ -7,13 +7,13 @@ Merge methods (``tiling.merge.method``), all from :mod:`sahi.postprocess.combine
 ``greedy_nmm`` (default)
     greedy non-maximum merging: the best box absorbs every box that matches it, and becomes
     their union (two halves of a box cut by a tile border become the whole box again)
-``nmm``
-    the same, transitively (A matches B, B matches C: all three are one box)
 ``nms``
     non-maximum suppression: the best box is kept as it is, its matches dropped
 
 A match is an overlap of at least ``threshold`` by ``metric``: ``ios`` (intersection over the
-smaller box: a part of a box inside it matches) or ``iou``. ``per_class`` merges boxes of one
+smaller box: a part of a box inside it matches) or ``iou``. sahi's transitive ``nmm`` is left
+out: in sahi 0.12.8 it merges nothing among boxes of equal score, which every box of a model
+without confidences has. ``per_class`` merges boxes of one
 label only. A box's score is the one the answer carries (a ``score`` per box, from the
 confidence of issue 17) or 1.0, and the best box is the highest score, then sahi's fixed order.
 """
@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from sahi.postprocess.backends import set_postprocess_backend
-from sahi.postprocess.combine import GreedyNMMPostprocess, NMMPostprocess, NMSPostprocess
+from sahi.postprocess.combine import GreedyNMMPostprocess, NMSPostprocess
 from sahi.prediction import ObjectPrediction
 
 from ..coords import ResizeSpec, from_model, model_frame
@@ -32,7 +32,7 @@ from .match import match_results, row_image
 from .metrics import coco_metrics
 from .parse import parse_answer
 
-METHODS = {"greedy_nmm": GreedyNMMPostprocess, "nmm": NMMPostprocess, "nms": NMSPostprocess}
+METHODS = {"greedy_nmm": GreedyNMMPostprocess, "nms": NMSPostprocess}
 MERGE_KEYS = ("method", "metric", "threshold", "per_class")
 
 # the same merge on every machine: sahi would pick torchvision on a GPU, numba when installed
