@@ -47,7 +47,7 @@ def _spec(a) -> ResizeSpec:
 
 
 def cmd_synth(a) -> int:
-    coco = write_dataset(Path(a.out), a.n, a.seed, a.width)
+    coco = write_dataset(Path(a.out), a.n, a.seed, a.width, object_scale=a.object_scale)
     print(f"wrote {len(coco['images'])} drawings and {len(coco['annotations'])} boxes to {a.out}")
     return 0
 
@@ -255,6 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=640)
+    p.add_argument(
+        "--object-scale",
+        type=float,
+        default=1.0,
+        help="below 1: a large sheet with small objects, drawn at the size they would have on a "
+        "sheet this many times as wide (e.g. --width 4000 --object-scale 0.15; for tiling)",
+    )
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_synth)
 

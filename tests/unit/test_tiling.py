@@ -310,3 +310,44 @@ def test_the_tiling_travels_with_the_model(tmp_path):
     (tmp_path / MODEL_TILING).write_text("[1]")
     with pytest.raises(TilingError, match="not a tiling record"):
         model_tiling(tmp_path)
+
+
+def test_synth_large_sheets_have_many_small_objects(tmp_path):
+    from drawtune.cli import main
+    from drawtune.data.synth import CLASSES, draw_large_sheet, draw_sheet, write_dataset
+
+    assert (
+        main(
+            [
+                "synth",
+                "--n",
+                "2",
+                "--width",
+                "2000",
+                "--object-scale",
+                "0.2",
+                "--out",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 0
+    )
+    coco = json.loads((tmp_path / "a" / "annotations.json").read_text())
+    assert [(i["width"], i["height"]) for i in coco["images"]] == [(2000, 1414)] * 2
+    widths = sorted(a["bbox"][2] for a in coco["annotations"])
+    assert len(widths) > 2 * 30  # dozens of objects a sheet
+    assert widths[len(widths) // 2] < 0.1 * 2000  # most of them small on the sheet
+    assert {c["name"] for c in coco["categories"]} == set(CLASSES)
+    for a in coco["annotations"]:
+        x, y, w, h = a["bbox"]
+        assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= 2000 and y + h <= 1414
+    # deterministic, and object_scale 1 is the usual sheet
+    again = write_dataset(tmp_path / "b", 2, width=2000, object_scale=0.2)
+    assert again["annotations"] == coco["annotations"]
+    a, b = (tmp_path / p / "images" / "sheet_0000_00001.png" for p in ("a", "b"))
+    assert a.read_bytes() == b.read_bytes()
+    img, boxes = draw_large_sheet(0, 0, 2000, 0.2)
+    assert img.size == (2000, 1414) and len(boxes) > 30
+    usual = write_dataset(tmp_path / "c", 1, width=640)
+    _, want = draw_sheet(0, 0, 640)
+    assert len(usual["annotations"]) == len(want)
