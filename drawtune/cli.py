@@ -25,7 +25,7 @@ from .data.validate import check_not_empty, check_rejects, dataset_rules, read_c
 from .errors import DrawtuneError
 from .eval.score import score
 from .jsonio import dump_jsonl, load_jsonl, write_json
-from .serve import deploy_command, describe, predict_images, resolve, serve_env
+from .serve import deploy_command, describe, predict_images, resolve, serve_env, tiling_of
 from .train.device import detect_device
 from .train.estimate import (
     EstimateError,
@@ -151,6 +151,13 @@ def cmd_serve(a) -> int:
         device=a.device,
     )
     print(f"serving {', '.join(target.names)} at http://{a.host}:{a.port}/v1", flush=True)
+    tiling = tiling_of(target.model, target.settings)
+    if tiling:  # the server answers one picture at a time: the client cuts and merges
+        print(
+            f"tiled model ({tiling.size}-px tiles): the server answers one picture at a time; "
+            "drawtune.serve.ask() sends a drawing's tiles and whole view and merges the boxes",
+            flush=True,
+        )
     print(" ".join(cmd), flush=True)
     proc = subprocess.Popen(
         resolve_command(cmd), env=serve_env(target.settings, target.model, a.device)

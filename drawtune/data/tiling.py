@@ -272,6 +272,22 @@ def convert_tiled_split(
     return len(rows)
 
 
+def image_views(path: str, width: int, height: int, tiling, family, spec, folder) -> list[dict]:
+    """The views of one drawing outside the workflow (``drawtune predict``, ``serve.ask``) as
+    manifest rows, their images under ``folder``; untiled (``tiling`` None): the drawing itself
+    as one whole view."""
+    path = str(Path(path).resolve())
+    record = {"image": path, "sha256": "", "width": width, "height": height}
+    if tiling is None:
+        views, images = [View("whole", (0, 0), width, height)], [path]
+    else:
+        views = sheet_views(width, height, tiling, family, spec)
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        images = write_views(path, width, height, views, folder, Path(path).stem)
+    return [manifest_view(record, v, i, family, spec) for v, i in zip(views, images, strict=True)]
+
+
 def write_model_tiling(model_dir, tiling: Tiling | None) -> None:
     """Record next to a model the tiling it was trained with (nothing for an untiled one)."""
     if tiling is not None:

@@ -139,8 +139,11 @@ def sheet_predictions(
     by_image = {}
     for r in rows:
         by_image.setdefault(str(row_image(r)), r)
+    # rows that name no view of the manifest are taken in order (one per view, as ms-swift
+    # answers them)
+    in_order = len(rows) == len(manifest) and not any(m["image"] in by_image for m in manifest)
     sheets: dict[str, dict] = {}
-    for m in manifest:
+    for k, m in enumerate(manifest):
         view = view_of(m)
         expect = model_frame(family, view.width, view.height, spec)
         if (m["frame_width"], m["frame_height"]) != tuple(expect):
@@ -162,7 +165,7 @@ def sheet_predictions(
                 "views": [],
             },
         )
-        row = by_image.get(m["image"])
+        row = rows[k] if in_order else by_image.get(m["image"])
         text = row.get("response") if row else None
         parsed, boxes = view_answer(text, view, family, spec, (m["sheet_width"], m["sheet_height"]))
         sheet["n_views"] += 1
@@ -180,6 +183,16 @@ def sheet_predictions(
         sheet["boxes"] = merge_boxes(candidates, merge)
         out.append(sheet)
     return out
+
+
+def merged_answer(texts: list, views: list[dict], family: str, spec: ResizeSpec, merge: TileMerge):
+    """One drawing's answers, one per view (``views``: its manifest rows,
+    :func:`drawtune.data.tiling.image_views`), merged on the drawing: ``{"parsed", "boxes",
+    "n_views"}`` with the boxes in its pixels."""
+    rows = [{"images": [v["image"]], "response": t} for v, t in zip(views, texts, strict=True)]
+    (sheet,) = sheet_predictions(rows, views, family, spec, merge)
+    boxes = [{"label": b["label"], "bbox": b["bbox"]} for b in sheet["boxes"]]
+    return {"parsed": sheet["parsed"], "boxes": boxes, "n_views": sheet["n_views"]}
 
 
 def score_sheets(sheets: list[dict], truth: dict) -> tuple[dict, list[dict]]:
