@@ -19,8 +19,9 @@ from drawtune.jsonio import load_jsonl
 
 pytestmark = pytest.mark.workflow
 
-TILING = {"size": 384, "overlap": 0.2, "min_visible": 0.3, "whole": True}
-SPEC = ResizeSpec(min_pixels=3136, max_pixels=200704)
+TILING = {"size": 320, "overlap": 0.2, "min_visible": 0.3, "whole": True}
+# a tile is seen at full size, the whole sheet downscaled to 352 x 256
+SPEC = ResizeSpec(min_pixels=3136, max_pixels=102400)
 
 
 def tiling_config() -> dict:
@@ -29,11 +30,12 @@ def tiling_config() -> dict:
         "big": {
             "format": "coco",
             "annotations": "resources/synth/big/annotations.json",
-            # 768 x 543 sheets drawn with the objects of a 384-px sheet: many small ones
-            "synthetic": {"n": 10, "seed": 1, "width": 768, "object_scale": 0.5},
+            # 512 x 362 sheets drawn with the objects of a 256-px sheet: many small ones
+            "synthetic": {"n": 8, "seed": 1, "width": 512, "object_scale": 0.5},
         }
     }
-    plain = cfg["experiments"].pop("demo")
+    cfg["model"]["max_pixels"] = SPEC.max_pixels
+    plain = {**cfg["experiments"].pop("demo"), "batch_size": 4}
     cfg["experiments"] = {"plain": plain, "tiled": {**plain, "tiling": dict(TILING)}}
     return cfg
 
@@ -55,16 +57,17 @@ def test_tiled_and_untiled_experiments_are_both_scored_at_sheet_coordinates(tile
     wd = tiled
     test = load_jsonl(wd / "results/splits/test.jsonl")
     truth = json.loads((wd / "results/splits/test.coco.json").read_text())
-    assert len(test) > 0 and all((r["width"], r["height"]) == (768, 543) for r in test)
+    assert len(test) > 0 and all((r["width"], r["height"]) == (512, 362) for r in test)
     tiling = Tiling.of(TILING)
-    views = sheet_views(768, 543, tiling, "qwen3_vl", SPEC)
-    assert [v.kind for v in views] == ["whole", *["tile"] * 6]  # 3 x 2 tiles and the whole
+    views = sheet_views(512, 362, tiling, "qwen3_vl", SPEC)
+    assert [v.kind for v in views] == ["whole", *["tile"] * 4]  # 2 x 2 tiles and the whole
+    assert (views[0].width, views[0].height) == (352, 256)
     # the tiled experiment's data: one row per view; the plain one's: one per sheet
     rows = load_jsonl(wd / "results/swift/tiled/test.jsonl")
     manifest = load_jsonl(wd / "results/swift/tiled/test.manifest.jsonl")
-    assert len(rows) == len(manifest) == 7 * len(test)
+    assert len(rows) == len(manifest) == 5 * len(test)
     assert [m["sheet"] for m in manifest] == [r["image"] for r in test for _ in views]
-    assert [m["offset"] for m in manifest[:7]] == [list(v.offset) for v in views]
+    assert [m["offset"] for m in manifest[:5]] == [list(v.offset) for v in views]
     assert views_in(wd / "results/swift/tiled/test.tiles") == sorted(
         m["image"].rsplit("/", 1)[1] for m in manifest
     )
@@ -85,7 +88,7 @@ def test_tiled_and_untiled_experiments_are_both_scored_at_sheet_coordinates(tile
         for d in details:
             for b in d["boxes"]:
                 x1, y1, x2, y2 = b["bbox"]
-                assert 0 <= x1 < x2 <= 768 and 0 <= y1 < y2 <= 543
+                assert 0 <= x1 < x2 <= 512 and 0 <= y1 < y2 <= 362
     metrics = json.loads((wd / "results/metrics/tiled/test.json").read_text())
     assert metrics == score_sheets(sheets, truth)[0]
     table = (wd / "results/report/metrics.html").read_text()
@@ -150,10 +153,10 @@ def test_drawtune_predict_tiles_with_the_tiling_recorded_next_to_the_model(tiled
         row = json.loads(p.stdout.strip().splitlines()[0])
         assert set(row) == {"image", "parsed", "boxes"}
         full = load_jsonl(wd / args[0] / "predictions.jsonl")[0]
-        assert full["n_views"] == 7 and len(full["response"]) == 7
+        assert full["n_views"] == 5 and len(full["response"]) == 5
         for b in row["boxes"]:
             x1, y1, x2, y2 = b["bbox"]
-            assert 0 <= x1 < x2 <= 768 and 0 <= y1 < y2 <= 543
+            assert 0 <= x1 < x2 <= 512 and 0 <= y1 < y2 <= 362
         assert (wd / args[0] / (image.rsplit("/", 1)[1])).is_file()  # the overlay
     p = subprocess.run(
         [*cli, "adhoc_plain", "--experiment", "plain"], cwd=wd, capture_output=True, text=True
