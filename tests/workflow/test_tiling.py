@@ -158,8 +158,3 @@ def test_drawtune_predict_tiles_with_the_tiling_recorded_next_to_the_model(tiled
             x1, y1, x2, y2 = b["bbox"]
             assert 0 <= x1 < x2 <= 512 and 0 <= y1 < y2 <= 362
         assert (wd / args[0] / (image.rsplit("/", 1)[1])).is_file()  # the overlay
-    p = subprocess.run(
-        [*cli, "adhoc_plain", "--experiment", "plain"], cwd=wd, capture_output=True, text=True
-    )
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert "n_views" not in load_jsonl(wd / "adhoc_plain/predictions.jsonl")[0]
