@@ -23,8 +23,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from PIL import Image
-from sahi.slicing import get_slice_bboxes, process_coco_annotations
-from sahi.utils.coco import CocoAnnotation
 
 from ..coords import ResizeSpec, smart_resize, vision_factor
 from ..errors import DrawtuneError
@@ -89,6 +87,8 @@ def tile_boxes(width: int, height: int, tiling: Tiling) -> list[list[int]]:
     end at the sheet's border). None (``[]``) when the sheet fits in one tile."""
     if width <= tiling.size and height <= tiling.size:
         return []
+    from sahi.slicing import get_slice_bboxes  # only where tiling is on (not on GPU nodes)
+
     return get_slice_bboxes(
         image_height=height,
         image_width=width,
@@ -139,6 +139,9 @@ def view_boxes(boxes: list[dict], view: View, min_visible: float) -> list[dict]:
             }
             for b in boxes
         ]
+    from sahi.slicing import process_coco_annotations
+    from sahi.utils.coco import CocoAnnotation
+
     labels = sorted({b["label"] for b in boxes})
     ids = {label: i + 1 for i, label in enumerate(labels)}
     out = []

@@ -22,21 +22,26 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from sahi.postprocess.backends import set_postprocess_backend
-from sahi.postprocess.combine import GreedyNMMPostprocess, NMSPostprocess
-from sahi.prediction import ObjectPrediction
-
 from ..coords import ResizeSpec, from_model, model_frame
 from ..data.tiling import TilingError, View, view_of
 from .match import match_results, row_image
 from .metrics import coco_metrics
 from .parse import parse_answer
 
-METHODS = {"greedy_nmm": GreedyNMMPostprocess, "nms": NMSPostprocess}
+# sahi's postprocess classes (sahi.postprocess.combine), imported where a merge runs: sahi (and
+# its OpenCV) is not needed on GPU nodes that only train or predict untiled
+METHODS = {"greedy_nmm": "GreedyNMMPostprocess", "nms": "NMSPostprocess"}
 MERGE_KEYS = ("method", "metric", "threshold", "per_class")
 
-# the same merge on every machine: sahi would pick torchvision on a GPU, numba when installed
-set_postprocess_backend("numpy")
+
+def _sahi():
+    from sahi.postprocess import combine
+    from sahi.postprocess.backends import set_postprocess_backend
+    from sahi.prediction import ObjectPrediction
+
+    # the same merge on every machine: sahi would pick torchvision on a GPU, numba when installed
+    set_postprocess_backend("numpy")
+    return combine, ObjectPrediction
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,7 @@ def merge_boxes(boxes: list[dict], merge: TileMerge) -> list[dict]:
     (top-to-bottom, left-to-right), coordinates to 0.01 pixel."""
     if not boxes:
         return []
+    combine, ObjectPrediction = _sahi()
     labels = sorted({b["label"] for b in boxes})
     ids = {label: i for i, label in enumerate(labels)}
     preds = [
@@ -110,7 +116,7 @@ def merge_boxes(boxes: list[dict], merge: TileMerge) -> list[dict]:
         )
         for b in boxes
     ]
-    post = METHODS[merge.method](
+    post = getattr(combine, METHODS[merge.method])(
         match_threshold=merge.threshold,
         match_metric=merge.metric.upper(),
         class_agnostic=not merge.per_class,
