@@ -83,9 +83,9 @@ def section(title: str, rep: dict, pictures: int) -> str:
     if s["on_leak"] == "fail":
         verdict += f" The run fails above {s['max_leaks']} (on_leak: fail)."
     out.append(f"<p>{verdict}</p>")
-    out.append(
-        _table(["split pair", "pairs"], [[_e(k), str(v)] for k, v in rep["per_split_pair"].items()])
-    )
+    per = rep["per_split_pair"]
+    order = [k for k in ("train-val", "train-test", "val-test") if k in per]
+    out.append(_table(["split pair", "pairs"], [[k, str(per[k])] for k in order]))
     if rep["pairs"]:
         rows = []
         for n, p in enumerate(rep["pairs"]):
