@@ -35,10 +35,11 @@ log = logging.getLogger("drawtune")
 HASH_SIZE = 32  # pHash side: 32x32 DCT coefficients = 1024 bits
 BITS = HASH_SIZE * HASH_SIZE
 # Name and version of the fingerprint: cached fingerprints of another version are recomputed.
-FINGERPRINT = f"phash{HASH_SIZE}-ink-trim-1"
+FINGERPRINT = f"phash{HASH_SIZE}-ink-trim-2"
 DEFAULT_MAX_DISTANCE = 128  # bits of 1024; see config/README.md for how it was chosen
 _SIDE = 1024  # larger images are reduced (integer factor) to at most this side first
 _INK = 160  # grey level below which a pixel is ink, for trimming the white margin
+_MAX_TRIM = 0.10  # share of each side that trimming may cut at most
 STORE_NAME = "fingerprints.json"  # in the dataset's image cache folder
 ORDER = ("train", "val", "test")
 SPLIT_PAIRS = (("train", "val"), ("train", "test"), ("val", "test"))
@@ -79,16 +80,26 @@ def check_pattern(pattern: str | None, key: str = "leakage.name_pattern") -> Non
 def prepare(im: Image.Image) -> Image.Image:
     """The grey sheet reduced to at most 1024 px a side and trimmed to its ink: rows and
     columns with fewer dark pixels than half a percent of the side (scanner specks, an empty
-    margin) are cut, so that a copy cropped within its margin hashes like the original."""
+    margin) are cut, so that a copy cropped within its margin hashes like the original. At
+    most a tenth of each side is cut: a sheet with little on it is not reduced to its one mark
+    (which would make every such sheet alike)."""
     g = im.convert("L")
     k = -(-max(g.size) // _SIDE)
     if k > 1:
         g = g.reduce(k)
     ink = np.asarray(g) < _INK
-    rows = np.flatnonzero(ink.sum(axis=1) >= max(2, ink.shape[1] // 200))
-    cols = np.flatnonzero(ink.sum(axis=0) >= max(2, ink.shape[0] // 200))
+    h, w = ink.shape
+    rows = np.flatnonzero(ink.sum(axis=1) >= max(2, w // 200))
+    cols = np.flatnonzero(ink.sum(axis=0) >= max(2, h // 200))
     if len(rows) and len(cols):
-        g = g.crop((int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
+        dx, dy = int(w * _MAX_TRIM), int(h * _MAX_TRIM)
+        box = (
+            min(int(cols[0]), dx),
+            min(int(rows[0]), dy),
+            max(int(cols[-1]) + 1, w - dx),
+            max(int(rows[-1]) + 1, h - dy),
+        )
+        g = g.crop(box)
     return g
 
 

@@ -400,3 +400,14 @@ def test_fingerprint_is_imagehash_phash_of_the_trimmed_sheet(archive):
     wide = Image.new("L", (im.width + 20, im.height + 40), 255)
     wide.paste(im, (10, 20))
     assert fingerprint(wide) == fingerprint(im)
+
+
+def test_sheets_with_little_on_them_are_not_all_alike():
+    """Trimming cuts at most a tenth of each side: two white sheets with one small mark each,
+    in opposite corners, are not reduced to the same mark (issue 16's corpus draws such)."""
+    marks = []
+    for x, y in ((20, 20), (170, 70)):
+        im = Image.new("L", (200, 100), 255)
+        im.paste(0, (x, y, x + 6, y + 6))
+        marks.append(fingerprint(im))
+    assert distance(*marks) > DEFAULT_MAX_DISTANCE
