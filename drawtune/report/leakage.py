@@ -49,9 +49,10 @@ def _e(v) -> str:
     return html.escape("" if v is None else str(v))
 
 
-def _who(d: dict) -> str:
+def _who(d: dict, split: bool = False) -> str:
     ds = f"<b>{_e(d['dataset'])}</b> " if d.get("dataset") else ""
-    return f"{ds}{_e(d['name'])}<br><small>{_e(d['file'])} {_e(d['record'])}</small>"
+    where = f" ({_e(d['split'])})" if split and d.get("split") else ""
+    return f"{ds}{_e(d['name'])}{where}<br><small>{_e(d['file'])} {_e(d['record'])}</small>"
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
@@ -97,8 +98,8 @@ def section(title: str, rep: dict, pictures: int) -> str:
             rows.append(
                 [
                     _e(p["splits"]),
-                    _who(p["a"]),
-                    _who(p["b"]),
+                    _who(p["a"], split=True),
+                    _who(p["b"], split=True),
                     dist,
                     why,
                     pic,
