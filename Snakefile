@@ -11,7 +11,8 @@
 #   merged/<experiment>/                                        model ready for inference
 #   predictions/<experiment|base>/test.jsonl                    swift infer results
 #   metrics/<experiment|base>/test.json, test.details.jsonl     COCO or classification metrics
-#   report/                                                     pictures and tables of the report
+#   report/{metrics,home,compare,data,provenance}.html          the report's pages: leaderboard,
+#   report/models/<model>.html, report/gallery/<model>.html     its first page, per model, data
 # resources/synth[-classify]/<dataset>/, resources/models/tiny-<family>/  demo data, models
 # resources/normalised/<dataset>/, resources/cache/<dataset>/   converted pages, image facts
 # (the paths are templates in drawtune/paths.py, the one place the rules take them from)
@@ -53,7 +54,10 @@ localrules:
     convert_annotations,
     score_detections,
     score_classification,
-    report_assets,
+    report_leaderboard,
+    report_compare,
+    report_model,
+    report_data,
     report_provenance,
 
 
