@@ -159,7 +159,11 @@ def classification_data(ctx: DataContext) -> Section | None:
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _LIST = re.compile(r"\[[^\[\]]*\]")
 _PAREN = re.compile(r"\([^()]*\)")
-_PATH = re.compile(r"(?<![\w])[\w.~-]*(?:[/\\][\w.@#~-]+)+")
+_PATH = re.compile(
+    r"(?<![\w])[\w.~-]*(?:[/\\][\w.@#~-]+)+"  # a path
+    r"|(?<![\w])[\w.-]+\.(?:png|jpe?g|tiff?|pdf|bmp|webp|json|jsonl|xml|txt|csv|yaml)\b",  # a file
+    re.IGNORECASE,
+)
 _NUMBER = re.compile(r"(?<![\w])-?\d+(?:\.\d+)?(?:x\d+)?(?![\w])")
 
 

@@ -86,16 +86,17 @@ def table(
             out.append(f"<{t}{cls}>{text(v)}</{t}>")
         return "".join(out)
 
+    def attr(value: str) -> str:
+        return f" class='{esc(value)}'" if value else ""
+
     head = "".join(
-        f"<th{' class=num' if c.num else ''}>{esc(c.name)}"
+        f"<th{attr('num' if c.num else '')}>{esc(c.name)}"
         + (f"<span class='unit'>{esc(c.unit)}</span>" if c.unit else "")
         + "</th>"
         for c in cols
     )
-    body = "".join(
-        f"<tr{f' class={esc(row_class[i])}' if row_class and row_class[i] else ''}>{cells(r)}</tr>"
-        for i, r in enumerate(rows)
-    )
+    marks = row_class or [""] * len(rows)
+    body = "".join(f"<tr{attr(m)}>{cells(r)}</tr>" for m, r in zip(marks, rows, strict=True))
     cap = f"<caption>{text(caption)}</caption>" if caption else ""
     tfoot = f"<tfoot><tr>{cells(foot)}</tr></tfoot>" if foot else ""
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody>{tfoot}</table>"
@@ -134,7 +135,7 @@ def figure(data: bytes, caption: str, width: int | None = None) -> str:
 
 def page(title: str, body: str, lead: str = "") -> str:
     """A whole page: the stylesheet, a title, a line under it and the body."""
-    sub = f"<p class='lead'>{text(lead)}</p>" if lead else ""
+    sub = f"<p class='intro'>{text(lead)}</p>" if lead else ""
     return (
         "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<title>{esc(title)}</title><style>{CSS}</style></head>"

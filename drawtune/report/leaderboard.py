@@ -284,7 +284,7 @@ def home(entries: dict[str, Entry], note="", usd_per_gpu_hour=None, price_source
     note_html = f"<p class='note'>{esc(note)}</p>" if note else ""
     return (
         f"<div class='drawtune' id='drawtune-home'><style>{CSS}{HOME_CSS}</style>"
-        f"<h1>drawtune results</h1><p class='lead'>{esc(LEAD)}</p>{note_html}"
+        f"<h1>drawtune results</h1><p class='intro'>{esc(LEAD)}</p>{note_html}"
         f"{tables(entries, usd_per_gpu_hour, price_source)}"
         f"<nav class='sections'>More: {links}</nav></div>\n"
     )
