@@ -38,7 +38,7 @@ from typing import ClassVar
 from ..coords import ResizeSpec
 from ..errors import StageError
 from ..jsonio import dump_jsonl, load_jsonl, write_json
-from . import gpu_plan, launch, swift_cmd
+from . import gpu_plan, launch, swift_cmd, tracking
 from .checkpoints import (
     TRAINING_STATE,
     check_adapter,
@@ -165,6 +165,7 @@ class Train(GpuStage):
             log.warning("the job has GPUs but torch sees none: training on CPU in one process")
             topo = launch.Topology(nnodes=1, gpus_per_node=0)
         deepspeed = launch.deepspeed_stage(choice, topo, device)
+        tracking.check_installed(tracking.trackers(self.train_cfg))
         plan = plan_train(
             self.train_cfg, self.base, self.train_jsonl, self.manifest_jsonl, self.family,
             device, topo,
@@ -229,6 +230,9 @@ class Train(GpuStage):
         # out: they change from one SLURM job to the next.
         fingerprint = {"command": cmd, "environment": env}
         env = {**env, **launch.launcher_env(topo)}
+        # where the trackers log (off-line, in the run folder): no training setting either
+        names = tracking.trackers(self.train_cfg)
+        env.update(tracking.tracking_env(names, run_dir, run_dir.parent.name, os.environ))
         resume = self.train_cfg.get("resume", True)
         ckpt = resume_checkpoint(run_dir, fingerprint) if resume else None
         if ckpt is None:
