@@ -105,14 +105,19 @@ def test_classification_data_metrics_and_report(mixed):
         assert sum(map(sum, m["confusion"]["matrix"])) == m["n"]
         details = load_jsonl(wd / f"results/metrics/{model}/test.details.jsonl")
         assert [d["image"] for d in details] == [r["image"] for r in splits["test"]]
-        assert (wd / f"results/report/confusion/{model}.png").stat().st_size > 5_000
+        page = (wd / f"results/report/models/{model}.html").read_text()
+        assert "<section id='confusion'><h2>Confusion matrix</h2><figure><img" in page
+        assert "<section id='per-class-prf'>" in page
     assert not (wd / "results/train/sheet_base").exists()  # tuner none: scored untrained
     assert not (wd / "results/merged/sheet_base").exists()
     table = (wd / "results/report/metrics.html").read_text()
-    assert "<h3>Detection</h3>" in table and "<h3>Classification</h3>" in table
+    assert "Detection</h2>" in table and "Classification</h2>" in table
     for name in ("base", "q25", "sheet_type", "sheet_base"):
         assert f"<th>{name}</th>" in table
-    assert "macro_f1" in table and table.count("untrained") == 2
+    assert "macro-F1" in table and table.count(">untrained<") == 2
+    assert "Δ against sheet_base." in table  # the same base model, untrained, on that task
+    gallery = (wd / "results/report/gallery/sheet_type.html").read_text()
+    assert "test drawings answered wrong" in gallery or "Every test drawing" in gallery
     compare = (wd / "results/report/compare.html").read_text()
     assert '"sheet_type"' in compare and '"macro_f1"' in compare and "confusion matrix" in compare
     prov = (wd / "results/report/provenance.html").read_text()
@@ -137,7 +142,9 @@ def test_adding_one_experiment_runs_only_it(mixed, tmp_path):
             "merge_adapter",
             "predict_split",
             "score_classification",
-            "report_assets",
+            "report_leaderboard",
+            "report_compare",
+            "report_model",  # the new experiment's page only
             "report_provenance",  # the config page: the config changed
             "all",
         ]
