@@ -167,7 +167,7 @@ def detection_table(entries: dict[str, Entry], usd_per_gpu_hour: float | None) -
         Col("precision", "IoU 0.5", num=True),
         Col("recall", "IoU 0.5", num=True),
         Col("F1", "IoU 0.5", num=True),
-        Col("unparseable", "% of answers", num=True),
+        Col("unparsed", "% of answers", num=True),
         *COST_COLS,
     ]
     rows = []

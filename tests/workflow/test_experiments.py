@@ -37,6 +37,8 @@ def mixed_config() -> dict:
             "family": "qwen2_5_vl",
             "max_pixels": Q25_MAX_PIXELS,
             "prompt": Q25_PROMPT,
+            # W&B beside TensorBoard, off-line: no network, no account (issue 20)
+            "report_to": ["tensorboard", "wandb"],
         },
         "sheet_type": {**short, "task": "classify", "dataset": "sheets"},
         "sheet_base": {"task": "classify", "dataset": "sheets", "tuner": "none"},
@@ -80,6 +82,20 @@ def test_experiment_uses_its_own_family_image_size_and_prompt(mixed):
     assert args["model_type"] == "qwen2_5_vl" and args["model"].endswith("tiny-qwen2_5_vl")
     metrics = json.loads((wd / "results/metrics/q25/test.json").read_text())
     assert metrics["n_images"] == len(records)
+
+
+def test_wandb_logs_off_line_beside_the_checkpoints(mixed):
+    """report_to: [tensorboard, wandb] on a machine without network or W&B account: the real
+    swift sft logs an offline W&B run in the run folder (`wandb sync` uploads it later) and
+    TensorBoard's event files as before."""
+    runs = list((mixed / "results/train/q25/run/wandb").glob("offline-run-*"))
+    assert len(runs) == 1, runs
+    records = list(runs[0].glob("run-*.wandb"))
+    assert records and b"train/loss" in records[0].read_bytes()
+    assert list((mixed / "results/train/q25/tensorboard").rglob("events.out.tfevents*"))
+    args = json.loads((mixed / "results/train/q25/run/args.json").read_text())
+    assert args["report_to"] == ["tensorboard", "wandb"]
+    assert not (mixed / "results/train/sheet_type/run/wandb").exists()  # tensorboard only
 
 
 def test_classification_data_metrics_and_report(mixed):
