@@ -152,7 +152,7 @@ def detection_gallery(name: str, matching: Matching, n: int, image_root=".") -> 
     parts = [LEGEND, "<div class='gallery'>"]
     for m in worst:
         png = overlay_png(Path(image_root) / m.image, m)
-        parts.append(figure(png, Raw(f"<b>{esc(m.image)}</b>: {esc(summary(m))}"), WIDTH))
+        parts.append(figure(png, Raw(f"<b>{esc(m.image)}</b>: {esc(summary(m))}"), density=1))
         if not m.parsed:
             text = m.response if m.response is not None else "(no answer)"
             cut = text[:RESPONSE_CHARS] + (" …" if len(text) > RESPONSE_CHARS else "")
@@ -163,13 +163,13 @@ def detection_gallery(name: str, matching: Matching, n: int, image_root=".") -> 
     return page(f"Error gallery: {name}", "".join(parts), lead)
 
 
-def thumbnail_png(image_path, width: int = 320) -> bytes:
+def thumbnail_png(image_path, side: int = 320) -> bytes:
+    """A drawing scaled to fit ``side`` x ``side`` pixels (landscape and portrait alike)."""
     src = open_rgb(image_path)
-    im = src.resize(
-        (width, max(1, round(src.height * width / src.width))), Image.Resampling.LANCZOS
-    )
+    scale = side / max(src.width, src.height)
+    size = (max(1, round(src.width * scale)), max(1, round(src.height * scale)))
     buf = io.BytesIO()
-    im.save(buf, format="PNG")
+    src.resize(size, Image.Resampling.LANCZOS).save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -178,7 +178,8 @@ def classify_gallery(name: str, details: list[dict], n: int, image_root=".") -> 
     that name no class first), each with the truth and the answer."""
     wrong = [d for d in details if d["predicted"] != d["label"]]
     wrong.sort(key=lambda d: (d["predicted"] is not None, d["image"]))
-    lead = f"{len(wrong)} of {len(details)} test drawings answered wrong; the first {n} shown."
+    lead = f"{len(wrong)} of {len(details)} test drawings answered wrong"
+    lead += f"; the first {n} shown." if len(wrong) > n else "."
     if not wrong:
         return page(f"Error gallery: {name}", "<p>Every test drawing answered right.</p>", lead)
     parts = ["<div class='grid'>"]
@@ -188,9 +189,11 @@ def classify_gallery(name: str, details: list[dict], n: int, image_root=".") -> 
             f"<b>{esc(d['image'])}</b><br>truth <b>{esc(d['label'])}</b>, answer "
             f"<b class='neg'>{esc(answer)}</b>"
         )
-        parts.append(figure(thumbnail_png(Path(image_root) / d["image"]), cap, 320))
+        png = thumbnail_png(Path(image_root) / d["image"])
+        answer_text = ""
         if d["predicted"] is None:
             text = d.get("response") or "(no answer)"
-            parts.append(f"<pre>{esc(text[:RESPONSE_CHARS])}</pre>")
+            answer_text = f"<pre style='max-width:320px'>{esc(text[:RESPONSE_CHARS])}</pre>"
+        parts.append(f"<div>{figure(png, cap, density=1)}{answer_text}</div>")
     parts.append("</div>")
     return page(f"Error gallery: {name}", "".join(parts), lead)

@@ -119,18 +119,20 @@ def png_bytes(fig) -> bytes:
     return buf.getvalue()
 
 
-def img(data: bytes, alt: str, width: int | None = None) -> str:
-    """An embedded PNG; ``width`` in CSS pixels (default: its pixels / DENSITY)."""
+def img(data: bytes, alt: str, width: int | None = None, density: float = DENSITY) -> str:
+    """An embedded PNG shown ``width`` CSS pixels wide (default: its pixels / ``density``;
+    charts are drawn at :data:`DENSITY`, drawings at 1)."""
     with Image.open(io.BytesIO(data)) as im:
         w, h = im.size
-    shown = width or round(w / DENSITY)
+    shown = width or round(w / density)
     height = round(h * shown / w)
     uri = "data:image/png;base64," + base64.b64encode(data).decode()
     return f"<img src='{uri}' width='{shown}' height='{height}' alt='{esc(alt)}'>"
 
 
-def figure(data: bytes, caption: str, width: int | None = None) -> str:
-    return f"<figure>{img(data, caption, width)}<figcaption>{text(caption)}</figcaption></figure>"
+def figure(data: bytes, caption: str, width: int | None = None, density: float = DENSITY) -> str:
+    pic = img(data, caption, width, density)
+    return f"<figure>{pic}<figcaption>{text(caption)}</figcaption></figure>"
 
 
 def page(title: str, body: str, lead: str = "") -> str:

@@ -346,7 +346,7 @@ def test_classification_gallery_lists_wrong_answers(tmp_path):
     page = gallery.classify_gallery("m", details, 5, tmp_path)
     assert "2 of 3 test drawings answered wrong" in page
     assert page.index("y.png") < page.index("x.png")  # no class named comes first
-    assert "<pre>no idea</pre>" in page
+    assert ">no idea</pre>" in page
 
 
 def test_data_page_counts_boxes_per_class_and_split_and_rejects_by_reason():
