@@ -15,8 +15,8 @@ def draw_predicted(d: ImageDraw.ImageDraw, boxes: list[dict]) -> None:
     for b in boxes:
         x1, y1, x2, y2 = b["bbox"]
         d.rectangle([x1, y1, x2, y2], outline=PRED, width=2)
-        l, t, r, bottom = d.textbbox((0, 0), b["label"], font=f)
-        w, h = r - l + 6, bottom - t + 4
+        left, top, right, bottom = d.textbbox((0, 0), b["label"], font=f)
+        w, h = right - left + 6, bottom - top + 4
         y = max(0, y2 - h)
         d.rectangle([x1, y, x1 + w, y + h], fill=PRED)
-        d.text((x1 + 3 - l, y + 2 - t), b["label"], fill=(255, 255, 255), font=f)
+        d.text((x1 + 3 - left, y + 2 - top), b["label"], fill=(255, 255, 255), font=f)

@@ -318,7 +318,7 @@ def test_gallery_draws_truth_and_predictions_in_their_own_colours(tmp_path):
     assert gallery.PRED in column(int(12 * scale), y0, y1)  # its prediction, dashed
     assert gallery.PRED not in column(int(10 * scale), y0, y1)
     assert gallery.TRUTH not in column(int(12 * scale), y0, y1)
-    colours = set(im.getdata())
+    colours = set(im.get_flattened_data())
     assert gallery.BAD in colours  # the red tags: missed, wrong class, false alarm
     assert png == gallery.overlay_png(tmp_path / "a.png", a)  # the same bytes each time
 
