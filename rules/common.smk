@@ -275,9 +275,10 @@ def report_model_inputs(wildcards):
     a trained model, its training log and telemetry."""
     m = wildcards.model
     s = SETTINGS[m]
+    score = rules.score_detections if s["task"] == "detect" else rules.score_classification
     inputs = {
-        "metrics": f"{paths.METRICS}/test.json".format(model=m),
-        "details": f"{paths.METRICS}/test.details.jsonl".format(model=m),
+        "metrics": score.output.metrics.format(model=m),
+        "details": score.output.details.format(model=m),
         "split_summary": split_summary_of(m),
     }
     if s["task"] == "detect":

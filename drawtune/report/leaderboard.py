@@ -170,8 +170,8 @@ def detection_table(entries: dict[str, Entry], usd_per_gpu_hour: float | None) -
         Col("unparsed", "% of answers", num=True),
         *COST_COLS,
     ]
-    rows = []
-    for rank, e in enumerate(ranked(entries, "detect"), 1):
+    rows, order = [], ranked(entries, "detect")
+    for rank, e in enumerate(order, 1):
         m = e.metrics
         unparse = m["n_unparseable"] / m["n_images"] if m["n_images"] else 0.0
         rows.append(
@@ -189,7 +189,7 @@ def detection_table(entries: dict[str, Entry], usd_per_gpu_hour: float | None) -
                 *_cost_cells(e, usd_per_gpu_hour),
             ]
         )
-    return table(cols, rows, row_class=_best(ranked(entries, "detect"), DETECT_RANK), head_rows=2)
+    return table(cols, rows, row_class=_best(order, DETECT_RANK), head_rows=2)
 
 
 def classification_table(entries: dict[str, Entry], usd_per_gpu_hour: float | None) -> str:
@@ -204,8 +204,8 @@ def classification_table(entries: dict[str, Entry], usd_per_gpu_hour: float | No
         Col("test drawings", num=True),
         *COST_COLS,
     ]
-    rows = []
-    for rank, e in enumerate(ranked(entries, "classify"), 1):
+    rows, order = [], ranked(entries, "classify")
+    for rank, e in enumerate(order, 1):
         m = e.metrics
         rows.append(
             [
@@ -220,7 +220,6 @@ def classification_table(entries: dict[str, Entry], usd_per_gpu_hour: float | No
                 *_cost_cells(e, usd_per_gpu_hour),
             ]
         )
-    order = ranked(entries, "classify")
     return table(cols, rows, row_class=_best(order, CLASSIFY_RANK), head_rows=2)
 
 
