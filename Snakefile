@@ -6,10 +6,12 @@
 #   splits/classify/<dataset>/{train,val,test}.jsonl, ...       one per classification dataset
 #   swift/<experiment|base>/<split>.jsonl, .manifest.jsonl      ms-swift data as each model
 #                                                               sees it (family, size, prompt)
+#   swift/<experiment|base>/<split>.tiles/                      a tiled model's view images
 #   train/<experiment>/{adapter/,logging.jsonl,telemetry.jsonl,tensorboard/}  weights, curves
 #   train/<experiment>/run/                                     checkpoints a rerun resumes from
 #   merged/<experiment>/                                        model ready for inference
 #   predictions/<experiment|base>/test.jsonl                    swift infer results
+#   predictions/<experiment>/test.sheets.jsonl                  a tiled model's, merged on sheets
 #   metrics/<experiment|base>/test.json, test.details.jsonl     COCO or classification metrics
 #   report/{metrics,home,compare,data,provenance}.html          the report's pages: leaderboard,
 #   report/models/<model>.html, report/gallery/<model>.html     its first page, per model, data
@@ -52,6 +54,7 @@ localrules:
     split_dataset,
     split_classify,
     convert_annotations,
+    merge_tiles,
     score_detections,
     score_classification,
     report_leaderboard,

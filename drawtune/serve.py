@@ -26,7 +26,9 @@ from . import paths
 from .config import settings
 from .coords import ResizeSpec
 from .data.images import ImageProblem, inspect
+from .data.tiling import image_views, model_tiling
 from .errors import DrawtuneError
+from .eval.merge_tiles import TileMerge, merged_answer
 from .eval.parse_class import parse_class
 from .eval.score import pixel_boxes
 from .jsonio import dump_jsonl, load_jsonl
@@ -150,14 +152,35 @@ def ask(client, model: str, image, cfg: dict, max_tokens: int | None = None) -> 
     server, through an ``openai.OpenAI`` client; ``model`` is a served experiment name."""
     s = settings(cfg, model)
     facts = _facts(image)
-    reply = client.chat.completions.create(
-        model=model,
-        messages=image_message(facts.path, s["prompt"]),
-        max_tokens=max_tokens or cfg["predict"]["max_new_tokens"],
-        temperature=0,
-    )
-    text = reply.choices[0].message.content
+    trained = s["base_path"] if s["tuner"] == "none" else paths.merged(model)
+    tiling = tiling_of(trained, s)  # a tiled model is asked about each view, merged here
+    with tempfile.TemporaryDirectory(prefix="drawtune-ask-") as tmp:
+        views = image_views(
+            facts.path, facts.width, facts.height, tiling, s["family"], spec_of(s), tmp
+        )
+        texts = []
+        for v in views:
+            reply = client.chat.completions.create(
+                model=model,
+                messages=image_message(v["image"], s["prompt"]),
+                max_tokens=max_tokens or cfg["predict"]["max_new_tokens"],
+                temperature=0,
+            )
+            texts.append(reply.choices[0].message.content)
+    if tiling:
+        got = merged_answer(texts, views, s["family"], spec_of(s), tile_merge(s))
+        return {"image": str(image), **got, "response": texts}
+    text = texts[0]
     return {"image": str(image), **answer(text, s, facts.width, facts.height), "response": text}
+
+
+def tiling_of(model, s: dict):
+    """The tiling a detection model is used with: recorded next to it, else the config's."""
+    return model_tiling(model, s.get("tiling")) if s["task"] == "detect" else None
+
+
+def tile_merge(s: dict) -> TileMerge:
+    return TileMerge.of((s.get("tiling") or {}).get("merge"))
 
 
 def draw(image, boxes: list[dict], out) -> None:
@@ -192,15 +215,21 @@ def predict_images(
     s = settings(cfg, experiment)
     family = s["family"]
     facts = [_facts(i, out_dir / "pages") for i in images]
+    tiling = tiling_of(model, s)  # a tiled model answers each view; merged per drawing below
     with tempfile.TemporaryDirectory(prefix="drawtune-predict-") as tmp:
+        views = [
+            image_views(f.path, f.width, f.height, tiling, family, spec_of(s), Path(tmp) / str(k))
+            for k, f in enumerate(facts)
+        ]
         data = Path(tmp) / "in.jsonl"
         dump_jsonl(
             (
                 {
                     "messages": [{"role": "user", "content": "<image>" + s["prompt"]}],
-                    "images": [str(Path(f.path).resolve())],
+                    "images": [v["image"]],
                 }
-                for f in facts
+                for vs in views
+                for v in vs
             ),
             data,
         )
@@ -224,12 +253,19 @@ def predict_images(
             tail = log.read_text().strip().splitlines()[-5:]
             raise ServeError(f"swift infer failed (see {log}): " + " | ".join(tail))
         rows = load_jsonl(result)
-    if len(rows) != len(facts):
-        raise ServeError(f"swift infer returned {len(rows)} answers for {len(facts)} drawings")
+    n_views = sum(map(len, views))
+    if len(rows) != n_views:
+        raise ServeError(f"swift infer returned {len(rows)} answers for {n_views} views")
     out = []
-    for image, f, row in zip(images, facts, rows, strict=True):
-        text = row.get("response")
-        got = answer(text, s, f.width, f.height)
+    for image, f, vs in zip(images, facts, views, strict=True):
+        texts = [r.get("response") for r in rows[: len(vs)]]
+        rows = rows[len(vs) :]
+        if tiling:
+            text = texts
+            got = merged_answer(texts, vs, family, spec_of(s), tile_merge(s))
+        else:
+            text = texts[0]
+            got = answer(text, s, f.width, f.height)
         name, _, page = str(image).partition("#")
         picture = out_dir / f"{Path(name).stem}{'_p' + page if page else ''}.png"
         if "boxes" in got:

@@ -24,9 +24,29 @@ rule predict_split:
         "../scripts/predict_split.py"
 
 
+rule merge_tiles:
+    input:
+        results=rules.predict_split.output.results,
+        manifest=rules.convert_annotations.output.manifest,
+    output:
+        sheets=paths.SHEET_PREDICTIONS,
+    log:
+        "logs/merge_tiles/{model}/{split}.log",
+    wildcard_constraints:
+        model=one_of(TILED),
+    conda:
+        "../envs/drawtune.yaml"
+    params:
+        family=setting("family"),
+        resize=model_resize,
+        merge=merge_of,
+    script:
+        "../scripts/merge_tiles.py"
+
+
 rule score_detections:
     input:
-        results=f"{paths.PREDICTIONS}/test.jsonl",
+        results=scored_predictions,
         truth=rules.split_dataset.output.test_truth,
         manifest=swift_data("test", "manifest"),
     output:
@@ -47,6 +67,7 @@ rule score_detections:
     params:
         family=setting("family"),
         resize=model_resize,
+        tiled=lambda wc: wc.model in TILED,
     script:
         "../scripts/score_detections.py"
 

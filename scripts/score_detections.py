@@ -1,5 +1,7 @@
-"""Snakemake adapter: parse answers and compute COCO metrics (drawtune.eval.score)."""
+"""Snakemake adapter: parse answers and compute COCO metrics (drawtune.eval.score; a tiled
+model's sheets, merged by rule merge_tiles: drawtune.eval.merge_tiles.score_sheets)."""
 
+from drawtune.eval.merge_tiles import score_sheets
 from drawtune.eval.score import score
 from drawtune.jsonio import dump_jsonl, load_jsonl, read_json, write_json
 from drawtune.smk import resize_spec, setup
@@ -7,13 +9,18 @@ from drawtune.smk import resize_spec, setup
 if __name__ == "__main__":
     log = setup(snakemake)
     p = snakemake.params
-    metrics, details = score(
-        load_jsonl(snakemake.input.results),
-        read_json(snakemake.input.truth),
-        p.family,
-        resize_spec(p),
-        manifest=load_jsonl(snakemake.input.manifest),
-    )
+    if p.tiled:
+        metrics, details = score_sheets(
+            load_jsonl(snakemake.input.results), read_json(snakemake.input.truth)
+        )
+    else:
+        metrics, details = score(
+            load_jsonl(snakemake.input.results),
+            read_json(snakemake.input.truth),
+            p.family,
+            resize_spec(p),
+            manifest=load_jsonl(snakemake.input.manifest),
+        )
     write_json(metrics, snakemake.output.metrics)
     dump_jsonl(details, snakemake.output.details)
     log.info(

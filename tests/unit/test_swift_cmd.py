@@ -125,6 +125,8 @@ def test_sft_command_is_explicit(tmp_path, family):
     assert flag(cmd, "--gradient_checkpointing") == "false"
     assert flag(cmd, "--lora_dtype") == "float32"
     assert "--use_liger_kernel" not in cmd
+    # the causal-only mask (drawtune.train.swift_plugin) is on by default, the plugin loaded
+    assert flag(cmd, "--external_plugins").endswith("drawtune/train/swift_plugin.py")
     assert flag(cmd, "--eval_strategy") == "no"
     assert "--val_dataset" not in cmd
     assert all(isinstance(x, str) for x in cmd)
@@ -148,6 +150,8 @@ def test_sft_command_takes_values_from_config(tmp_path):
     assert flag(cmd, "--val_dataset") == "data/val.jsonl"
     assert flag(cmd, "--eval_strategy") == "epoch"
     assert flag(cmd, "--lr_scheduler_type") == "cosine"
+    off = sft(tmp_path, causal_mask=False)
+    assert "--external_plugins" not in off, "no speed-up asked for: ms-swift as it is"
 
 
 def test_lora_flags_only_for_lora(tmp_path):
