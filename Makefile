@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 PROFILE ?= profiles/local
 
-.PHONY: install demo report test lint unit slurm slurm-deps clean vertex-image
+.PHONY: install demo report test lint unit slurm slurm-deps browser-deps clean vertex-image
 
 install: $(STAMP)
 
@@ -74,6 +74,18 @@ slurm-deps:
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 		--no-install-recommends $$missing; rc=$$?; \
 	if [ -n "$$guard" ]; then rm -f /usr/sbin/policy-rc.d; fi; exit $$rc
+
+# Debian's chromium (and a font), for the report's browser test (tests/workflow/
+# test_report_browser.py: headless, driven over its DevTools pipe; nothing is downloaded at
+# test time). As root; does nothing when a chromium is installed.
+browser-deps:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		echo "browser-deps: chromium already installed"; \
+	else \
+		apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			chromium fonts-dejavu-core; \
+	fi
 
 # Trained adapters are write-protected (protected() in rules/train.smk): made writable first.
 clean:

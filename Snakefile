@@ -14,7 +14,8 @@
 #   predictions/<experiment|base>/test.jsonl                    swift infer results
 #   predictions/<experiment>/test.sheets.jsonl                  a tiled model's, merged on sheets
 #   metrics/<experiment|base>/test.json, test.details.jsonl     COCO or classification metrics
-#   report/                                                     pictures and tables of the report
+#   report/{metrics,home,compare,data,provenance}.html          the report's pages: leaderboard,
+#   report/models/<model>.html, report/gallery/<model>.html     its first page, per model, data
 # resources/synth[-classify]/<dataset>/, resources/models/tiny-<family>/  demo data, models
 # resources/normalised/<dataset>/, resources/cache/<dataset>/   converted pages, image facts
 # resources/splits/[classify/<dataset>/]ledger.json            where each drawing was split
@@ -58,7 +59,10 @@ localrules:
     merge_tiles,
     score_detections,
     score_classification,
-    report_assets,
+    report_leaderboard,
+    report_compare,
+    report_model,
+    report_data,
     report_provenance,
     report_leakage,
 

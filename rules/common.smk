@@ -12,6 +12,8 @@ from drawtune.data.readers import uses_resize
 from drawtune.data.split import SPLITS
 from drawtune.data.stamp import dataset_stamp
 from drawtune.data.tiling import TILE_KEYS
+from drawtune.report import CATEGORIES as REPORT_CATEGORIES
+from drawtune.report.price import gpu_hour_price
 from drawtune.train.checkpoints import adapter_mismatch, adapter_settings
 
 min_version("9.0")
@@ -232,7 +234,10 @@ def all_targets():
     return [
         *expand(rules.score_detections.output.metrics, model=DETECT_MODELS),
         *expand(rules.score_classification.output.metrics, model=CLASSIFY_MODELS),
-        *rules.report_assets.output,
+        *rules.report_leaderboard.output,
+        *rules.report_compare.output,
+        *expand(rules.report_model.output, model=MODELS),
+        *rules.report_data.output,
         *rules.report_provenance.output,
         *rules.report_leakage.output,
     ]
@@ -282,6 +287,56 @@ def report_note():
             "zero by design. Whether the pipeline learns is proven on a GPU (see BENCHMARKS.md)."
         )
     return ""
+
+
+# --- the report (rules/report.smk) ----------------------------------------------------------
+
+
+def report_info(model):
+    """What a model is, for the report's one line on it: only the settings that line names, so
+    that no other config edit rebuilds the report's pages."""
+    s = SETTINGS[model]
+    info = {
+        "task": s["task"],
+        "tuner": s["tuner"],
+        "base": s["base"],
+        "family": s["family"],
+        "datasets": [s["dataset"]] if s["task"] == "classify" else DETECT,
+    }
+    if s["tuner"] != "none":
+        info.update(epochs=s["epochs"], learning_rate=s["learning_rate"])
+        if s["tuner"] in ("lora", "qlora"):
+            info["lora_rank"] = s["lora"]["rank"]
+    return info
+
+
+def split_summary_of(model):
+    """The split summary of the data a model learns from and is tested on."""
+    s = SETTINGS[model]
+    if s["task"] == "classify":
+        return rules.split_classify.output.summary.format(dataset=s["dataset"])
+    return rules.split_dataset.output.summary
+
+
+def report_model_inputs(wildcards):
+    """One model's page: its metrics and details, the test truth, the split counts and, for
+    a trained model, its training log and telemetry."""
+    m = wildcards.model
+    s = SETTINGS[m]
+    score = rules.score_detections if s["task"] == "detect" else rules.score_classification
+    inputs = {
+        "metrics": score.output.metrics.format(model=m),
+        "details": score.output.details.format(model=m),
+        "split_summary": split_summary_of(m),
+    }
+    if s["task"] == "detect":
+        inputs["truth"] = rules.split_dataset.output.test_truth
+    else:
+        inputs["truth"] = rules.split_classify.output.test.format(dataset=s["dataset"])
+    if s["tuner"] != "none":
+        inputs["logging"] = rules.train_adapter.output.logging.format(experiment=m)
+        inputs["telemetry"] = rules.train_adapter.output.telemetry.format(experiment=m)
+    return inputs
 
 
 warn_stale_adapters()

@@ -53,9 +53,9 @@ rule score_detections:
         metrics=report(
             f"{paths.METRICS}/test.json",
             caption="../report/metrics.rst",
-            category="Metrics",
+            category=REPORT_CATEGORIES["models"],
             subcategory="{model}",
-            labels={"model": "{model}", "file": "metrics (JSON)"},
+            labels={"model": "{model}", "page": "metrics (JSON)"},
         ),
         details=f"{paths.METRICS}/test.details.jsonl",
     log:
@@ -80,9 +80,9 @@ rule score_classification:
         metrics=report(
             f"{paths.METRICS}/test.json",
             caption="../report/metrics_classify.rst",
-            category="Metrics",
+            category=REPORT_CATEGORIES["models"],
             subcategory="{model}",
-            labels={"model": "{model}", "file": "metrics (JSON)"},
+            labels={"model": "{model}", "page": "metrics (JSON)"},
         ),
         details=f"{paths.METRICS}/test.details.jsonl",
     log:

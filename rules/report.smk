@@ -1,71 +1,139 @@
-rule report_assets:
+# The report: `snakemake --report results/report.html` opens on the leaderboard
+# (report/workflow.rst includes home.html); a page and an error gallery per model, the data
+# page and provenance are categories of their own (REPORT_CATEGORIES, in this order).
+
+
+rule report_leaderboard:
+    input:
+        metrics=expand(rules.score_detections.output.metrics, model=DETECT_MODELS),
+        classify=expand(
+            rules.score_classification.output.metrics, model=CLASSIFY_MODELS
+        ),
+        telemetry=expand(rules.train_adapter.output.telemetry, experiment=TRAINED),
+        split_summary=rules.split_dataset.output.summary if DETECT else [],
+        classify_splits=expand(rules.split_classify.output.summary, dataset=CLASSIFY),
+    output:
+        page=report(
+            f"{paths.REPORT}/metrics.html",
+            caption="../report/leaderboard.rst",
+            category=REPORT_CATEGORIES["leaderboard"],
+            labels={"page": "leaderboard"},
+        ),
+        home=f"{paths.REPORT}/home.html",
+    log:
+        "logs/report_leaderboard/report.log",
+    conda:
+        "../envs/drawtune.yaml"
+    params:
+        detect_models=DETECT_MODELS,
+        classify_models=CLASSIFY_MODELS,
+        experiments=TRAINED,
+        classify_datasets=CLASSIFY,
+        info={m: report_info(m) for m in MODELS},
+        note=report_note(),
+        price=gpu_hour_price(config["report"]["usd_per_gpu_hour"]),
+    script:
+        "../scripts/report_leaderboard.py"
+
+
+rule report_compare:
     input:
         metrics=expand(rules.score_detections.output.metrics, model=DETECT_MODELS),
         details=expand(rules.score_detections.output.details, model=DETECT_MODELS),
         classify=expand(
             rules.score_classification.output.metrics, model=CLASSIFY_MODELS
         ),
-        logging=expand(rules.train_adapter.output.logging, experiment=TRAINED),
-        telemetry=expand(rules.train_adapter.output.telemetry, experiment=TRAINED),
         truth=rules.split_dataset.output.test_truth if DETECT else [],
     output:
-        table=report(
-            f"{paths.REPORT}/metrics.html",
-            caption="../report/table.rst",
-            category="Metrics",
-            labels={"file": "metrics table"},
-        ),
-        loss=report(
-            f"{paths.REPORT}/loss_curve.png",
-            caption="../report/loss.rst",
-            category="Training",
-            labels={"file": "loss curve"},
-        ),
-        telemetry=report(
-            f"{paths.REPORT}/telemetry.png",
-            caption="../report/telemetry.rst",
-            category="Training",
-            labels={"file": "telemetry"},
-        ),
-        per_class=report(
-            f"{paths.REPORT}/per_class_ap50.png",
-            caption="../report/per_class.rst",
-            category="Metrics",
-            labels={"file": "per-class AP50"},
-        ),
-        overlays=report(
-            directory(f"{paths.REPORT}/overlays"),
-            patterns=["{model}__{name}.png"],
-            caption="../report/overlays.rst",
-            category="Drawings",
-            labels={"model": "{model}", "drawing": "{name}"},
-        ),
-        confusion=report(
-            directory(f"{paths.REPORT}/confusion"),
-            patterns=["{model}.png"],
-            caption="../report/confusion.rst",
-            category="Metrics",
-            labels={"model": "{model}", "file": "confusion matrix"},
-        ),
-        compare=report(
+        page=report(
             f"{paths.REPORT}/compare.html",
             caption="../report/compare.rst",
-            category="Metrics",
-            labels={"file": "compare two models"},
+            category=REPORT_CATEGORIES["leaderboard"],
+            labels={"page": "compare two models"},
         ),
     log:
-        "logs/report_assets/report.log",
+        "logs/report_compare/report.log",
     conda:
         "../envs/drawtune.yaml"
     params:
-        models=DETECT_MODELS,
+        detect_models=DETECT_MODELS,
         classify_models=CLASSIFY_MODELS,
-        experiments=TRAINED,
-        untrained=[m for m in MODELS if SETTINGS[m]["tuner"] == "none"],
-        overlays=config["report"]["overlays"],
-        note=report_note(),
+        drawings=config["report"]["overlays"],
     script:
-        "../scripts/report_assets.py"
+        "../scripts/report_compare.py"
+
+
+# One model's page (sections: drawtune/report/pages.py) and its error gallery.
+rule report_model:
+    input:
+        unpack(report_model_inputs),
+    output:
+        page=report(
+            f"{paths.REPORT}/models/{{model}}.html",
+            caption="../report/model.rst",
+            category=REPORT_CATEGORIES["models"],
+            subcategory="{model}",
+            labels={"model": "{model}", "page": "model page"},
+        ),
+        gallery=report(
+            f"{paths.REPORT}/gallery/{{model}}.html",
+            caption="../report/gallery.rst",
+            category=REPORT_CATEGORIES["gallery"],
+            labels={"model": "{model}", "page": "error gallery"},
+        ),
+    log:
+        "logs/report_model/{model}.log",
+    wildcard_constraints:
+        model=one_of(MODELS),
+    conda:
+        "../envs/drawtune.yaml"
+    params:
+        info=lambda wc: report_info(wc.model),
+        drawings=config["report"]["overlays"],
+    script:
+        "../scripts/report_model.py"
+
+
+# The data page (sections: drawtune/report/pages.py).
+rule report_data:
+    input:
+        summaries=expand(
+            rules.validate_annotations.output.summary,
+            dataset=sorted(config["datasets"]),
+        ),
+        records=expand(
+            rules.validate_annotations.output.records,
+            dataset=sorted(config["datasets"]),
+        ),
+        rejects=expand(
+            rules.validate_annotations.output.rejects,
+            dataset=sorted(config["datasets"]),
+        ),
+        splits=expand(f"{paths.SPLITS}/{{split}}.jsonl", split=SPLITS) if DETECT else [],
+        split_rejects=rules.split_dataset.output.rejects if DETECT else [],
+        classify_splits=expand(
+            f"{paths.CLASSIFY_SPLITS}/{{split}}.jsonl",
+            dataset=CLASSIFY,
+            split=SPLITS,
+        ),
+        classify_rejects=expand(rules.split_classify.output.rejects, dataset=CLASSIFY),
+    output:
+        page=report(
+            f"{paths.REPORT}/data.html",
+            caption="../report/data.rst",
+            category=REPORT_CATEGORIES["data"],
+            labels={"page": "data"},
+        ),
+    log:
+        "logs/report_data/report.log",
+    conda:
+        "../envs/drawtune.yaml"
+    params:
+        datasets=sorted(config["datasets"]),
+        classify_datasets=CLASSIFY,
+        classes=config["classes"],
+    script:
+        "../scripts/report_data.py"
 
 
 # The config as a run used it: a small page of its own, so that a config edit rebuilds only
@@ -94,8 +162,8 @@ rule report_provenance:
         provenance=report(
             f"{paths.REPORT}/provenance.html",
             caption="../report/provenance.rst",
-            category="Provenance",
-            labels={"file": "config, versions, data hashes"},
+            category=REPORT_CATEGORIES["provenance"],
+            labels={"page": "config, versions, data hashes"},
         ),
     log:
         "logs/report_provenance/report.log",
@@ -118,8 +186,8 @@ rule report_leakage:
         page=report(
             f"{paths.REPORT}/leakage.html",
             caption="../report/leakage.rst",
-            category="Data",
-            labels={"file": "near-duplicates across splits"},
+            category=REPORT_CATEGORIES["data"],
+            labels={"page": "near-duplicates across splits"},
         ),
     log:
         "logs/report_leakage/report.log",

@@ -96,3 +96,10 @@ def finished_workflow(tmp_path_factory) -> Path:
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     snakemake(wd)
     return wd
+
+
+@pytest.fixture(scope="session")
+def built_report(finished_workflow) -> Path:
+    """`snakemake --report` of the finished workflow, built once (tests/workflow reads it)."""
+    snakemake(finished_workflow, "--report", "results/report.html")
+    return finished_workflow / "results" / "report.html"

@@ -1,20 +1,21 @@
 """The report's leakage page: per split pair the near-duplicate drawings that crossed splits,
 their distance and the two drawings side by side; the drawings that bridged groups of different
-splits and those held out; the links between datasets (``data.leakage`` computes them all)."""
+splits and those held out; the links between datasets (``data.leakage`` computes them all).
+Drawn in the report's one look (:mod:`drawtune.report.html`)."""
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
 from ..jsonio import read_json
+from .html import Col, Raw, esc, fmt, img, page, table
 
 THUMB_HEIGHT = 180  # pixels of each drawing in a side-by-side picture
 _GAP = 8
+SPLIT_PAIRS = ("train-val", "train-test", "val-test")
 
 
 def side_by_side(a, b, height: int = THUMB_HEIGHT) -> Image.Image:
@@ -39,102 +40,110 @@ def side_by_side(a, b, height: int = THUMB_HEIGHT) -> Image.Image:
     return out
 
 
-def _png(im: Image.Image) -> str:
+def _png(im: Image.Image) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
 
 
-def _e(v) -> str:
-    return html.escape("" if v is None else str(v))
-
-
-def _who(d: dict, split: bool = False) -> str:
-    ds = f"<b>{_e(d['dataset'])}</b> " if d.get("dataset") else ""
-    where = f" ({_e(d['split'])})" if split and d.get("split") else ""
-    return f"{ds}{_e(d['name'])}{where}<br><small>{_e(d['file'])} {_e(d['record'])}</small>"
-
-
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    th = "".join(f"<th>{h}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table border='1' cellpadding='4'><tr>{th}</tr>{body}</table>"
+def _who(d: dict, split: bool = False) -> Raw:
+    ds = f"<b>{esc(d['dataset'])}</b> " if d.get("dataset") else ""
+    where = f" ({esc(d['split'])})" if split and d.get("split") else ""
+    return Raw(f"{ds}{esc(d['name'])}{where}<br><small>{esc(d['file'])} {esc(d['record'])}</small>")
 
 
 def section(title: str, rep: dict, pictures: int) -> str:
     """One split's leakage (the detection pool, or one classification dataset) as HTML."""
     s = rep["settings"]
-    fp = (
-        f"{rep['fingerprinted']} of {rep['drawings']} drawings fingerprinted "
-        f"({_e(rep['fingerprint'])}); near-duplicates differ in at most {s['max_distance']} of "
-        f"{s['bits']} bits"
-        if rep["fingerprinted"]
-        else f"fingerprints off ({rep['drawings']} drawings)"
-    )
+    if rep["fingerprinted"]:
+        what = (
+            f"{fmt(rep['fingerprinted'])} of {fmt(rep['drawings'])} drawings fingerprinted "
+            f"({esc(rep['fingerprint'])}); near-duplicates differ in at most "
+            f"{s['max_distance']} of {fmt(s['bits'])} bits"
+        )
+    else:
+        what = f"fingerprints off ({fmt(rep['drawings'])} drawings)"
     if s.get("name_pattern"):
-        fp += f"; file names joined by <code>{_e(s['name_pattern'])}</code>"
-    links = ", ".join(f"{_e(k)} {v}" for k, v in rep["links"].items()) or "none"
-    out = [f"<h3>{_e(title)}</h3>", f"<p>{fp}. Links found: {links}.</p>"]
-    verdict = (
-        "No near-duplicate pair crosses splits."
-        if not rep["leaks"]
-        else f"<b>{rep['leaks']} near-duplicate pair(s) cross splits</b>: the test score may "
-        "partly measure memory."
-    )
+        what += f"; file names joined by <code>{esc(s['name_pattern'])}</code>"
+    links = ", ".join(f"{esc(k)} {fmt(v)}" for k, v in rep["links"].items()) or "none"
+    out = [f"<h2>{esc(title)}</h2>", f"<p>{what}. Links found: {links}.</p>"]
+    if rep["leaks"]:
+        verdict = (
+            f"<b>{rep['leaks']} near-duplicate pair(s) cross splits</b>: the test score may "
+            "partly measure memory."
+        )
+    else:
+        verdict = "No near-duplicate pair crosses splits."
     if s["on_leak"] == "fail":
         verdict += f" The run fails above {s['max_leaks']} (on_leak: fail)."
     out.append(f"<p>{verdict}</p>")
     per = rep["per_split_pair"]
-    order = [k for k in ("train-val", "train-test", "val-test") if k in per]
-    out.append(_table(["split pair", "pairs"], [[k, str(per[k])] for k in order]))
+    rows = [[k, fmt(per[k])] for k in SPLIT_PAIRS if k in per]
+    out.append(table([Col("split pair"), Col("pairs", num=True)], rows))
     if rep["pairs"]:
         rows = []
         for n, p in enumerate(rep["pairs"]):
             pic = ""
             if n < pictures:
-                pic = f"<img src='{_png(side_by_side(p['a']['image'], p['b']['image']))}'>"
-            dist = "-" if p["distance"] is None else f"{p['distance']}"
-            why = _e(p["why"]) + (f" <code>{_e(p['key'])}</code>" if p.get("key") else "")
+                data = _png(side_by_side(p["a"]["image"], p["b"]["image"]))
+                pic = img(data, f"{p['a']['name']} and {p['b']['name']}", density=1)
+            why = esc(p["why"]) + (f" <code>{esc(p['key'])}</code>" if p.get("key") else "")
             rows.append(
                 [
-                    _e(p["splits"]),
+                    p["splits"],
                     _who(p["a"], split=True),
                     _who(p["b"], split=True),
-                    dist,
-                    why,
-                    pic,
+                    fmt(p["distance"]),
+                    Raw(why),
+                    Raw(pic),
                 ]
             )
-        out.append("<h4>Pairs across splits</h4>")
-        out.append(_table(["splits", "drawing", "near-duplicate", "bits", "by", "picture"], rows))
+        cols = [
+            Col("splits"),
+            Col("drawing"),
+            Col("near-duplicate"),
+            Col("distance", "bits", True),
+            Col("linked by"),
+            Col("side by side"),
+        ]
+        note = ""
         if len(rep["pairs"]) > pictures:
-            out.append(f"<p>Pictures of the first {pictures} pairs (leakage.pictures).</p>")
+            note = f"; pictures of the first {pictures} (leakage.pictures)"
+        out.append(table(cols, rows, f"Pairs across splits{note}"))
     if rep["bridges"]:
         rows = [
             [
                 _who(b["newcomer"]),
-                "<br>".join(
-                    f"{_e(ln['split'])}: {_who(ln)} ({ln['distance']} bits)" for ln in b["links"]
+                Raw(
+                    "<br>".join(
+                        f"{esc(ln['split'])}: {_who(ln)} ({ln['distance']} bits)"
+                        for ln in b["links"]
+                    )
                 ),
-                _e(b["placed"]),
+                b["placed"],
             ]
             for b in rep["bridges"]
         ]
-        out.append("<h4>New drawings linking groups already in different splits</h4>")
-        out.append("<p>Nothing moved; each went where the last column says.</p>")
-        out.append(_table(["new drawing", "near-duplicate of", "went to"], rows))
-    if rep["held_out"]:
-        rows = [[_who(h), _e(h["reason"])] for h in rep["held_out"]]
-        out.append("<h4>Held out of every split</h4>")
-        out.append(_table(["drawing", "why"], rows))
-    if rep["across_datasets"]:
-        rows = [[_e(k), str(v)] for k, v in rep["across_datasets"].items()]
-        out.append("<h4>Links between datasets</h4>")
+        cols = [Col("new drawing"), Col("near-duplicate of"), Col("went to")]
         out.append(
-            "<p>Drawings of one dataset that are near-duplicates of (or share a key with) "
-            "drawings of another; each group is kept in one split.</p>"
+            table(
+                cols,
+                rows,
+                "New drawings linking groups already in different splits (nothing moved)",
+            )
         )
-        out.append(_table(["datasets", "links"], rows))
+    if rep["held_out"]:
+        rows = [[_who(h), h["reason"]] for h in rep["held_out"]]
+        out.append(table([Col("drawing"), Col("why")], rows, "Held out of every split"))
+    if rep["across_datasets"]:
+        rows = [[k, fmt(v)] for k, v in rep["across_datasets"].items()]
+        out.append(
+            table(
+                [Col("datasets"), Col("links", num=True)],
+                rows,
+                "Links between datasets (each group is kept in one split)",
+            )
+        )
     return "\n".join(out)
 
 
@@ -142,7 +151,9 @@ def leakage_page(reports: dict, out, pictures: int = 12) -> None:
     """The leakage page: ``reports`` maps a title (``detection``, ``classification <name>``)
     to the ``leakage.json`` of that split."""
     parts = [section(title, read_json(path), pictures) for title, path in reports.items()]
-    if not parts:
-        parts = ["<p>No split was made.</p>"]
-    title = "<h2>Near-duplicates across splits</h2>"
-    Path(out).write_text(f"<html><body>{title}\n" + "\n".join(parts) + "\n</body></html>\n")
+    body = "\n".join(parts) or "<p>No split was made.</p>"
+    lead = (
+        "Near-duplicate drawings (revisions, re-scans, exports, crops) are kept in one split; "
+        "these are the pairs that still cross splits."
+    )
+    Path(out).write_text(page("Near-duplicates across splits", body, lead))

@@ -42,7 +42,7 @@ from typing import ClassVar
 from ..coords import ResizeSpec
 from ..errors import StageError
 from ..jsonio import dump_jsonl, load_jsonl, write_json
-from . import gpu_plan, launch, swift_cmd, swift_plugin
+from . import gpu_plan, launch, swift_cmd, swift_plugin, tracking
 from .checkpoints import (
     TRAINING_STATE,
     check_adapter,
@@ -180,6 +180,7 @@ class Train(GpuStage):
                 f"deepspeed: {choice} needs DeepSpeed, which is not installed here: "
                 "pip install -e '.[gpu]' (the version pinned in pyproject.toml)"
             )
+        tracking.check_installed(tracking.trackers(self.train_cfg))
         plan = plan_train(
             self.train_cfg, self.base, self.train_jsonl, self.manifest_jsonl, self.family,
             device, topo,
@@ -250,6 +251,9 @@ class Train(GpuStage):
         env = {**env, **launch.launcher_env(topo, deepspeed), **launch.collectives_env(environ)}
         if "NPROC_PER_NODE" in env and topo.nnodes == 1 and "MASTER_PORT" not in environ:
             env["MASTER_PORT"] = str(launch.free_port())
+        # where the trackers log (off-line, in the run folder): no training setting either
+        names = tracking.trackers(self.train_cfg)
+        env.update(tracking.tracking_env(names, run_dir, run_dir.parent.name, environ))
         resume = self.train_cfg.get("resume", True)
         ckpt = resume_checkpoint(run_dir, fingerprint) if resume else None
         if ckpt is None and self.follower:

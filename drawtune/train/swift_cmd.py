@@ -14,6 +14,7 @@ from pathlib import Path
 from .. import paths
 from ..coords import vision_factor
 from . import swift_plugin
+from .tracking import report_to_args, trackers
 
 TEMPLATES = {"qwen3_vl": "qwen3_vl", "qwen2_5_vl": "qwen2_5_vl"}
 
@@ -135,8 +136,8 @@ def sft_command(
         *_save_args(t.get("save_steps")),
         "--save_total_limit",
         "2",
-        "--report_to",
-        "tensorboard",
+        # TensorBoard unless the experiment's report_to says otherwise (drawtune.train.tracking)
+        *report_to_args(trackers(t), Path(output_dir).parent.name),
         "--split_dataset_ratio",
         "0",
     ]

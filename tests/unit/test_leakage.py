@@ -386,8 +386,8 @@ def test_leakage_page_shows_each_pair_side_by_side(fresh):
     assert f"<b>{report['leaks']} near-duplicate pair(s) cross splits</b>" in text
     for p in report["pairs"]:
         assert p["a"]["name"] in text and p["b"]["name"] in text
-        assert f"<td>{p['distance']}</td>" in text
-    assert "Pictures of the first 2 pairs" in text
+        assert f"<td class='num'>{p['distance']}</td>" in text
+    assert "pictures of the first 2 (leakage.pictures)" in text
 
 
 def test_fingerprint_is_imagehash_phash_of_the_trimmed_sheet(archive):

@@ -37,6 +37,8 @@ def mixed_config() -> dict:
             "family": "qwen2_5_vl",
             "max_pixels": Q25_MAX_PIXELS,
             "prompt": Q25_PROMPT,
+            # W&B beside TensorBoard, off-line: no network, no account (issue 20)
+            "report_to": ["tensorboard", "wandb"],
         },
         "sheet_type": {**short, "task": "classify", "dataset": "sheets"},
         "sheet_base": {"task": "classify", "dataset": "sheets", "tuner": "none"},
@@ -82,6 +84,20 @@ def test_experiment_uses_its_own_family_image_size_and_prompt(mixed):
     assert metrics["n_images"] == len(records)
 
 
+def test_wandb_logs_off_line_beside_the_checkpoints(mixed):
+    """report_to: [tensorboard, wandb] on a machine without network or W&B account: the real
+    swift sft logs an offline W&B run in the run folder (`wandb sync` uploads it later) and
+    TensorBoard's event files as before."""
+    runs = list((mixed / "results/train/q25/run/wandb").glob("offline-run-*"))
+    assert len(runs) == 1, runs
+    records = list(runs[0].glob("run-*.wandb"))
+    assert records and b"train/loss" in records[0].read_bytes()
+    assert list((mixed / "results/train/q25/tensorboard").rglob("events.out.tfevents*"))
+    args = json.loads((mixed / "results/train/q25/run/args.json").read_text())
+    assert args["report_to"] == ["tensorboard", "wandb"]
+    assert not (mixed / "results/train/sheet_type/run/wandb").exists()  # tensorboard only
+
+
 def test_classification_data_metrics_and_report(mixed):
     wd = mixed
     summary = json.loads((wd / "results/validated/sheets/summary.json").read_text())
@@ -105,14 +121,19 @@ def test_classification_data_metrics_and_report(mixed):
         assert sum(map(sum, m["confusion"]["matrix"])) == m["n"]
         details = load_jsonl(wd / f"results/metrics/{model}/test.details.jsonl")
         assert [d["image"] for d in details] == [r["image"] for r in splits["test"]]
-        assert (wd / f"results/report/confusion/{model}.png").stat().st_size > 5_000
+        page = (wd / f"results/report/models/{model}.html").read_text()
+        assert "<section id='confusion'><h2>Confusion matrix</h2><figure><img" in page
+        assert "<section id='per-class-prf'>" in page
     assert not (wd / "results/train/sheet_base").exists()  # tuner none: scored untrained
     assert not (wd / "results/merged/sheet_base").exists()
     table = (wd / "results/report/metrics.html").read_text()
-    assert "<h3>Detection</h3>" in table and "<h3>Classification</h3>" in table
+    assert "Detection</h2>" in table and "Classification</h2>" in table
     for name in ("base", "q25", "sheet_type", "sheet_base"):
         assert f"<th>{name}</th>" in table
-    assert "macro_f1" in table and table.count("untrained") == 2
+    assert "macro-F1" in table and table.count(">untrained<") == 2
+    assert "Δ against sheet_base." in table  # the same base model, untrained, on that task
+    gallery = (wd / "results/report/gallery/sheet_type.html").read_text()
+    assert "test drawings answered wrong" in gallery or "Every test drawing" in gallery
     compare = (wd / "results/report/compare.html").read_text()
     assert '"sheet_type"' in compare and '"macro_f1"' in compare and "confusion matrix" in compare
     prov = (wd / "results/report/provenance.html").read_text()
@@ -137,7 +158,9 @@ def test_adding_one_experiment_runs_only_it(mixed, tmp_path):
             "merge_adapter",
             "predict_split",
             "score_classification",
-            "report_assets",
+            "report_leaderboard",
+            "report_compare",
+            "report_model",  # the new experiment's page only
             "report_provenance",  # the config page: the config changed
             "all",
         ]

@@ -34,7 +34,11 @@ def test_default_config_dry_run(tmp_path):
         "synth_classify",
         "split_classify",
         "score_classification",
-        "report_assets",
+        "report_leaderboard",
+        "report_compare",
+        "report_model",
+        "report_data",
+        "report_provenance",
     ):
         assert rule in jobs, rule
     # the detection experiment, the untrained base and the classification experiment
@@ -76,22 +80,34 @@ def test_whole_run_outputs(finished_workflow):
     assert planned_jobs(wd) == []
 
 
-def test_report_builds(finished_workflow):
+def test_report_builds(finished_workflow, built_report):
+    """The report's pages exist and say what they should (tests/workflow/test_report_browser.py
+    opens them in a browser)."""
     wd = finished_workflow
-    snakemake(wd, "--report", "results/report.html")
-    html = (wd / "results/report.html").read_text(errors="replace")
+    html = built_report.read_text(errors="replace")
     assert len(html) > 10_000
-    pictures = sorted(p.name for p in (wd / "results/report/overlays").glob("*.png"))
-    assert len(pictures) == 4  # 2 drawings x (base, demo)
-    assert {p.split("__")[0] for p in pictures} == {"base", "demo"}
+    assert "drawtune-home" in html  # the leaderboard is the first page's description
+    home = (wd / "results/report/home.html").read_text()
+    assert "<th>base</th>" in home and "<th>demo</th>" in home and "randomly initialised" in home
     table = (wd / "results/report/metrics.html").read_text()
-    assert "<th>base</th>" in table and "<th>demo</th>" in table and "randomly initialised" in table
-    assert "<th>training time</th>" in table and " min</td>" in table
-    assert (wd / "results/report/telemetry.png").stat().st_size > 10_000
+    assert "<th>base</th>" in table and "<th>demo</th>" in table
+    assert "training time<span class='unit'>min</span>" in table and ">untrained<" in table
+    assert "full fine-tuning of tiny (qwen3_vl), 1 epoch" in table
+    demo = (wd / "results/report/models/demo.html").read_text()
+    for section in ("overview", "per-class-ap", "per-class-prf", "confusion", "training",
+                    "telemetry"):  # fmt: skip
+        assert f"<section id='{section}'>" in demo, section
+    base = (wd / "results/report/models/base.html").read_text()
+    assert "id='training'" not in base and "id='confusion'" in base
+    gallery = (wd / "results/report/gallery/demo.html").read_text()
+    assert gallery.count("<figure>") == 2  # report.overlays drawings with errors
+    data = (wd / "results/report/data.html").read_text()
+    assert "<td>image file … does not exist</td><td class='num'>1</td>" in data
     compare = (wd / "results/report/compare.html").read_text()
     assert '"models": ["' in compare and '"demo"' in compare and '"base"' in compare
     prov = (wd / "results/report/provenance.html").read_text()
-    assert "<tr><td>drawings</td><td>21</td><td>20</td><td>1</td></tr>" in prov
+    row = "<th>drawings</th><td class='num'>21</td><td class='num'>20</td><td class='num'>1</td>"
+    assert row in prov
 
 
 def _variant(wd, tmp_path, change: dict):
