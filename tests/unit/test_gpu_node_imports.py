@@ -10,7 +10,7 @@ import textwrap
 
 from conftest import ROOT
 
-CPU_ONLY = ("sahi", "cv2", "shapely")
+CPU_ONLY = ("sahi", "cv2", "shapely", "imagehash", "pywt")
 
 PROBE = textwrap.dedent(
     f"""
