@@ -9,8 +9,10 @@
 #   train/<experiment>/{adapter/,logging.jsonl,telemetry.jsonl,tensorboard/}  weights, curves
 #   train/<experiment>/run/                                     checkpoints a rerun resumes from
 #   merged/<experiment>/                                        model ready for inference
-#   predictions/<experiment|base>/test.jsonl                    swift infer results
+#   predictions/<experiment|base>/{val,test}.jsonl             swift infer results, logprobs
+#   train/<experiment|base>/confidence.json                     box score and threshold (val)
 #   metrics/<experiment|base>/test.json, test.details.jsonl     COCO or classification metrics
+#   metrics/<experiment|base>/test.curves.json                  PR curves, score reliability
 #   report/                                                     pictures and tables of the report
 # resources/synth[-classify]/<dataset>/, resources/models/tiny-<family>/  demo data, models
 # resources/normalised/<dataset>/, resources/cache/<dataset>/   converted pages, image facts
@@ -51,6 +53,7 @@ localrules:
     split_dataset,
     split_classify,
     convert_annotations,
+    calibrate_scores,
     score_detections,
     score_classification,
     report_assets,

@@ -35,6 +35,9 @@ SWIFT_MANIFEST = SWIFT + "/{split}.manifest.jsonl"
 TRAIN = "results/train/{experiment}"
 ADAPTER = TRAIN + "/adapter"
 CHECKPOINTS = TRAIN + "/run"  # ms-swift's run: what an interrupted training resumes from
+# a model's box score and threshold, chosen on the validation split (rule calibrate_scores);
+# beside the adapter, and for an untrained model (base, tuner none) alone in its folder
+CONFIDENCE = "results/train/{model}/confidence.json"
 MERGED = "results/merged/{experiment}"
 PREDICTIONS = "results/predictions/{model}"
 METRICS = "results/metrics/{model}"
@@ -56,6 +59,11 @@ def checkpoints(experiment: str, root=".") -> Path:
     """An experiment's checkpoint folder: ms-swift's run, kept so that an interrupted run
     resumes (rule train_adapter; not an output, Snakemake would delete it on failure)."""
     return Path(root) / CHECKPOINTS.format(experiment=experiment)
+
+
+def confidence(model: str, root=".") -> Path:
+    """A model's box score and threshold (rule calibrate_scores)."""
+    return Path(root) / CONFIDENCE.format(model=model)
 
 
 def merged(experiment: str, root=".") -> Path:
