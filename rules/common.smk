@@ -231,7 +231,9 @@ def validation_answers(field):
         if not config["predict"]["logprobs"]:
             return []
         if field == "results":
-            return rules.predict_split.output.results.format(model=wildcards.model, split="val")
+            return rules.predict_split.output.results.format(
+                model=wildcards.model, split="val"
+            )
         return swift_data("val", "manifest")(wildcards)
 
     return get
