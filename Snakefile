@@ -58,6 +58,7 @@ localrules:
     score_classification,
     report_assets,
     report_provenance,
+    report_confidence,
 
 
 rule all:

@@ -250,6 +250,7 @@ def all_targets():
         *expand(rules.score_classification.output.metrics, model=CLASSIFY_MODELS),
         *rules.report_assets.output,
         *rules.report_provenance.output,
+        *(rules.report_confidence.output if DETECT_MODELS else []),
     ]
 
 

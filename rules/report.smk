@@ -106,3 +106,35 @@ rule report_provenance:
         config_text=lambda wc: json.dumps(config, indent=2, sort_keys=True),
     script:
         "../scripts/report_provenance.py"
+
+
+# Box confidences (issue 17): per-class precision-recall curves and reliability diagrams on the
+# test split, the box score and threshold chosen on the validation split.
+rule report_confidence:
+    input:
+        confidence=expand(rules.calibrate_scores.output.confidence, model=DETECT_MODELS),
+        metrics=expand(rules.score_detections.output.metrics, model=DETECT_MODELS),
+        curves=expand(rules.score_detections.output.curves, model=DETECT_MODELS),
+    output:
+        table=report(
+            f"{paths.REPORT}/confidence.html",
+            caption="../report/confidence.rst",
+            category="Metrics",
+            labels={"file": "box confidences and thresholds"},
+        ),
+        charts=report(
+            directory(f"{paths.REPORT}/confidence"),
+            patterns=["{model}__{chart}.png"],
+            caption="../report/confidence_charts.rst",
+            category="Metrics",
+            labels={"model": "{model}", "file": "{chart}"},
+        ),
+    log:
+        "logs/report_confidence/report.log",
+    conda:
+        "../envs/drawtune.yaml"
+    params:
+        models=DETECT_MODELS,
+        note=report_note(),
+    script:
+        "../scripts/report_confidence.py"

@@ -90,7 +90,11 @@ def calibrate(
     threshold = variants[chosen]["threshold"] if chosen != NO_SCORES else None
     reason = None
     if threshold is None and chosen != NO_SCORES:
-        reason = "no box of the validation split is right at IoU 0.5: every box is kept"
+        reason = (
+            "the validation answers have no boxes: every box is kept"
+            if not answers.predictions
+            else "no box of the validation split is right at IoU 0.5: every box is kept"
+        )
     return _result(chosen, how, threshold, reason, validation)
 
 
