@@ -29,7 +29,9 @@ ANSWER = (
 )
 
 
-def teach(model_dir: str, out: str, data: str, steps: int, lr: float, seed: int = 0) -> None:
+def teach(
+    model_dir: str, out: str, data: str, steps: int, lr: float, until: float, seed: int = 0
+) -> None:
     import torch
     from swift.model import get_model_processor
     from swift.template import get_template
@@ -58,18 +60,25 @@ def teach(model_dir: str, out: str, data: str, steps: int, lr: float, seed: int 
         )
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    head = model.get_output_embeddings()
     for step in range(steps):
-        loss = model(**samples[step % len(samples)]).loss
+        batch = dict(samples[step % len(samples)])
+        labels = batch.pop("labels")[0, 1:]
+        hidden = model.model(**batch).last_hidden_state[0, :-1]
+        answer = labels != -100  # the vocabulary's logits only where the answer is learnt
+        loss = torch.nn.functional.cross_entropy(head(hidden[answer]), labels[answer])
         loss.backward()
         opt.step()
         opt.zero_grad()
         print(f"step {step} loss {loss.item():.3f}", flush=True)
+        if loss.item() < until:
+            break
     model.save_pretrained(out)
     processor.save_pretrained(out)
 
 
 def answering_model(
-    model_dir, out, data, env: dict, steps: int = 50, lr: float = 5e-3, log=None
+    model_dir, out, data, env: dict, steps: int = 150, lr: float = 3e-3, log=None
 ) -> Path:
     """Teach ``model_dir`` (a tiny qwen3_vl model) ``ANSWER`` on the drawings of ``data``
     (ms-swift rows) in a child process with ms-swift's environment ``env``; returns ``out``."""
@@ -89,6 +98,7 @@ if __name__ == "__main__":
     ap.add_argument("out")
     ap.add_argument("data")
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--lr", type=float, default=5e-3)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--until", type=float, default=0.3, help="stop below this loss")
     a = ap.parse_args()
-    teach(a.model, a.out, a.data, a.steps, a.lr)
+    teach(a.model, a.out, a.data, a.steps, a.lr, a.until)

@@ -42,7 +42,7 @@ def scored(tmp_path_factory):
     coco = make_user_dataset(wd / "data" / "drawings", n=20)
     cfg = tiny_config("data/drawings/annotations.json")
     cfg["model"]["max_pixels"] = MAX_PIXELS
-    cfg["predict"] = {"batch_size": 4, "max_new_tokens": 90}  # logprobs on by default
+    cfg["predict"] = {"batch_size": 4, "max_new_tokens": 110}  # logprobs on by default
     tiny, taught = wd / "models/tiny", wd / "models/taught"
     build_tiny_model("qwen3_vl", tiny)
     rows = [
