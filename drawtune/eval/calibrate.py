@@ -38,6 +38,11 @@ def _result(scores: str, chosen_by: str, threshold=None, reason=None, validation
     }
 
 
+def unscored(reason: str) -> dict:
+    """The result for a model whose boxes are not scored (``reason`` says why)."""
+    return _result(NO_SCORES, "no log-probabilities", reason=reason)
+
+
 def calibrate(
     rows: list[dict],
     truth: dict,
@@ -61,7 +66,7 @@ def calibrate(
         reason = "the validation answers carry no log-probabilities"
         if answers.unscored and any(d["logprobs"] for d in answers.details):
             reason = f"{len(answers.unscored)} validation answers have unusable log-probabilities"
-        return _result(NO_SCORES, "no log-probabilities", reason=reason)
+        return unscored(reason)
     variants = {}
     n_true = None
     for name in VARIANTS:

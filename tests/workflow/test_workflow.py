@@ -109,6 +109,14 @@ def test_changed_inference_setting_does_not_retrain(finished_workflow, tmp_path)
         assert rule not in jobs
 
 
+def test_logprobs_off_asks_no_validation_answers(finished_workflow, tmp_path):
+    jobs = _variant(finished_workflow, tmp_path, {"predict": {"logprobs": False}})
+    # demo's and base's test answers again, without log-probabilities; none on validation
+    assert jobs.count("predict_split") == 2 and jobs.count("calibrate_scores") == 2
+    for rule in ("train_adapter", "merge_adapter", "convert_annotations"):
+        assert rule not in jobs
+
+
 def test_changed_prompt_reconverts_and_retrains(finished_workflow, tmp_path):
     jobs = _variant(finished_workflow, tmp_path, {"prompt": "Find the views."})
     # demo's three splits, base's validation and test splits
