@@ -62,7 +62,9 @@ class BoxProbs:
     tokens: tuple[int, int]  # the box's tokens: [first, stop) into the answer's tokens
 
     def score(self, variant: str) -> float:
-        return float(VARIANTS[variant](self))
+        """The box's score under ``variant``, to 6 decimals: the same number ranks the boxes,
+        is compared with the threshold and is written out, wherever it is computed."""
+        return round(float(VARIANTS[variant](self)), 6)
 
     def as_dict(self) -> dict:
         d = asdict(self)

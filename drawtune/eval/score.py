@@ -75,7 +75,7 @@ def box_rows(boxes: list[Box], variant: str | None = None) -> list[dict]:
     for b in boxes:
         row = {"label": b.label, "bbox": [round(v, 2) for v in b.bbox]}
         if b.probs is not None and variant is not None:
-            row["score"] = round(b.score(variant), 6)
+            row["score"] = b.score(variant)
             row["p"] = b.probs.as_dict()
         rows.append(row)
     return rows
