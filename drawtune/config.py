@@ -187,6 +187,8 @@ def check_experiments(cfg: dict) -> None:
                 )
             if cfg["datasets"][ds].get("task") != "classify":
                 raise ValueError(f"experiment {name}: dataset {ds} has task detect, not classify")
+            if "tiling" in exp:
+                raise ValueError(f"experiment {name}: tiling is for task detect (boxes on tiles)")
         elif "dataset" in exp:
             raise ValueError(
                 f"experiment {name}: `dataset` is for task classify; a detection experiment "

@@ -26,9 +26,11 @@ from . import paths
 from .config import settings
 from .coords import ResizeSpec
 from .data.images import ImageProblem, inspect
+from .data.tiling import image_views, model_tiling
 from .errors import DrawtuneError
 from .eval.calibrate import MODEL_FILE, read_confidence
 from .eval.confidence import DEFAULT_VARIANT, NO_SCORES, token_entries
+from .eval.merge_tiles import TileMerge, merged_answer
 from .eval.parse_class import parse_class
 from .eval.score import box_rows, kept_rows, scored_boxes
 from .jsonio import dump_jsonl, load_jsonl
@@ -153,18 +155,38 @@ def answer(
         return {"parsed": label is not None, "label": label}
     parsed, boxes, usable = scored_boxes(text, s["family"], width, height, spec_of(s), logprobs)
     variant = (confidence or {}).get("scores", DEFAULT_VARIANT)
-    if token_entries(logprobs) is None or not usable or variant == NO_SCORES:
+    usable = usable and token_entries(logprobs) is not None and variant != NO_SCORES
+    rows = box_rows(boxes, variant if usable else None)
+    return {"parsed": parsed.ok, **thresholded(rows, usable, variant, confidence, threshold)}
+
+
+def thresholded(rows, usable: bool, variant: str, confidence: dict | None, threshold) -> dict:
+    """``boxes`` (the rows scored at or above the threshold: ``threshold``, else the model's),
+    ``raw_boxes`` (all of them), ``scores`` and ``threshold`` as applied; without usable
+    log-probabilities every box is kept (``scores: none``)."""
+    if not usable:
         variant, threshold = NO_SCORES, None
     elif threshold is None:
         threshold = (confidence or {}).get("threshold")
-    rows = box_rows(boxes, None if variant == NO_SCORES else variant)
     return {
-        "parsed": parsed.ok,
         "boxes": kept_rows(rows, threshold),
         "raw_boxes": rows,
         "scores": variant,
         "threshold": threshold,
     }
+
+
+def tiled_answer(texts, views, s: dict, logprobs, confidence, threshold) -> dict:
+    """A tiled model's answers for one drawing merged on it (drawtune.eval.merge_tiles),
+    scored and thresholded as :func:`answer` does."""
+    variant = (confidence or {}).get("scores", DEFAULT_VARIANT)
+    merged_with = variant if variant != NO_SCORES else DEFAULT_VARIANT
+    got = merged_answer(texts, views, s["family"], spec_of(s), tile_merge(s), logprobs, merged_with)
+    usable = got.pop("scored") and variant != NO_SCORES
+    rows = [{k: b[k] for k in ("label", "bbox", "score", "p") if k in b} for b in got["boxes"]]
+    if not usable:
+        rows = [{"label": b["label"], "bbox": b["bbox"]} for b in rows]
+    return {**got, **thresholded(rows, usable, variant, confidence, threshold)}
 
 
 def image_message(path, prompt: str) -> list[dict]:
@@ -207,20 +229,42 @@ def ask(
     from ``boxes`` and kept in ``raw_boxes``."""
     s = settings(cfg, model)
     facts = _facts(image)
+    trained = s["base_path"] if s["tuner"] == "none" else paths.merged(model)
+    tiling = tiling_of(trained, s)  # a tiled model is asked about each view, merged here
     extra = logprob_request(cfg, s)
-    reply = client.chat.completions.create(
-        model=model,
-        messages=image_message(facts.path, s["prompt"]),
-        max_tokens=max_tokens or cfg["predict"]["max_new_tokens"],
-        temperature=0,
-        **{k: v for k, v in extra.items() if v is not None},
-    )
-    choice = reply.choices[0]
-    text = choice.message.content
-    logprobs = choice.logprobs.model_dump() if extra and choice.logprobs is not None else None
+    with tempfile.TemporaryDirectory(prefix="drawtune-ask-") as tmp:
+        views = image_views(
+            facts.path, facts.width, facts.height, tiling, s["family"], spec_of(s), tmp
+        )
+        texts, logprobs = [], []
+        for v in views:
+            reply = client.chat.completions.create(
+                model=model,
+                messages=image_message(v["image"], s["prompt"]),
+                max_tokens=max_tokens or cfg["predict"]["max_new_tokens"],
+                temperature=0,
+                **{k: v for k, v in extra.items() if v is not None},
+            )
+            choice = reply.choices[0]
+            texts.append(choice.message.content)
+            lp = getattr(choice, "logprobs", None)
+            logprobs.append(lp.model_dump() if extra and lp is not None else None)
     confidence = confidence_of(model, root=root) if s["task"] == "detect" else None
-    got = answer(text, s, facts.width, facts.height, logprobs, confidence, threshold)
+    if tiling:
+        got = tiled_answer(texts, views, s, logprobs, confidence, threshold)
+        return {"image": str(image), **got, "response": texts}
+    text = texts[0]
+    got = answer(text, s, facts.width, facts.height, logprobs[0], confidence, threshold)
     return {"image": str(image), **got, "response": text}
+
+
+def tiling_of(model, s: dict):
+    """The tiling a detection model is used with: recorded next to it, else the config's."""
+    return model_tiling(model, s.get("tiling")) if s["task"] == "detect" else None
+
+
+def tile_merge(s: dict) -> TileMerge:
+    return TileMerge.of((s.get("tiling") or {}).get("merge"))
 
 
 def draw(image, boxes: list[dict], out) -> None:
@@ -261,15 +305,21 @@ def predict_images(
     family = s["family"]
     extra = logprob_request(cfg, s)
     facts = [_facts(i, out_dir / "pages") for i in images]
+    tiling = tiling_of(model, s)  # a tiled model answers each view; merged per drawing below
     with tempfile.TemporaryDirectory(prefix="drawtune-predict-") as tmp:
+        views = [
+            image_views(f.path, f.width, f.height, tiling, family, spec_of(s), Path(tmp) / str(k))
+            for k, f in enumerate(facts)
+        ]
         data = Path(tmp) / "in.jsonl"
         dump_jsonl(
             (
                 {
                     "messages": [{"role": "user", "content": "<image>" + s["prompt"]}],
-                    "images": [str(Path(f.path).resolve())],
+                    "images": [v["image"]],
                 }
-                for f in facts
+                for vs in views
+                for v in vs
             ),
             data,
         )
@@ -295,12 +345,20 @@ def predict_images(
             tail = log.read_text().strip().splitlines()[-5:]
             raise ServeError(f"swift infer failed (see {log}): " + " | ".join(tail))
         rows = load_jsonl(result)
-    if len(rows) != len(facts):
-        raise ServeError(f"swift infer returned {len(rows)} answers for {len(facts)} drawings")
+    n_views = sum(map(len, views))
+    if len(rows) != n_views:
+        raise ServeError(f"swift infer returned {len(rows)} answers for {n_views} views")
     out = []
-    for image, f, row in zip(images, facts, rows, strict=True):
-        text = row.get("response")
-        got = answer(text, s, f.width, f.height, row.get("logprobs"), confidence, threshold)
+    for image, f, vs in zip(images, facts, views, strict=True):
+        texts = [r.get("response") for r in rows[: len(vs)]]
+        logprobs = [r.get("logprobs") for r in rows[: len(vs)]]
+        rows = rows[len(vs) :]
+        if tiling:
+            text = texts
+            got = tiled_answer(texts, vs, s, logprobs, confidence, threshold)
+        else:
+            text = texts[0]
+            got = answer(text, s, f.width, f.height, logprobs[0], confidence, threshold)
         name, _, page = str(image).partition("#")
         picture = out_dir / f"{Path(name).stem}{'_p' + page if page else ''}.png"
         if "boxes" in got:

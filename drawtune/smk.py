@@ -4,11 +4,13 @@ stage runs."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
+from pathlib import Path
 
 from .coords import ResizeSpec
-from .errors import DrawtuneError
+from .errors import DrawtuneError, StageError
 from .train.device import detect_device
 from .train.stages import GpuStage
 from .vertex.job import run_remote
@@ -55,4 +57,32 @@ def run_stage(snakemake, stage: GpuStage) -> None:
         stage.run(device=detect_device())
         return
     name = "-".join(str(v) for v in snakemake.wildcards) or snakemake.rule
-    run_remote(settings_path=settings, rule=snakemake.rule, name=name, stage=stage)
+    root = Path(snakemake.scriptdir).parent if getattr(snakemake, "scriptdir", None) else None
+    runtime = snakemake.resources.get("runtime")  # minutes: the job's timeout
+    run_remote(
+        settings_path=settings_file(settings, Path.cwd(), root),
+        rule=snakemake.rule,
+        name=name,
+        stage=stage,
+        timeout_s=float(runtime) * 60 if runtime else None,
+    )
+
+
+def settings_file(value: str, workdir: Path, workflow_root: Path | None) -> Path:
+    """The Vertex settings file a profile's ``vertex`` resource names: ``~`` and ``$VARS``
+    expanded; a relative path is looked up in the working directory, then in the workflow's
+    folder (the one holding the Snakefile), so ``profiles/vertex/vertex.yaml`` also works with
+    ``--directory`` elsewhere."""
+    path = Path(os.path.expandvars(os.path.expanduser(str(value))))
+    if path.is_absolute():
+        places = [path]
+    else:
+        places = [workdir / path] + ([workflow_root / path] if workflow_root else [])
+    for place in places:
+        if place.is_file():
+            return place
+    raise StageError(
+        f"the vertex resource names {value!r}, which is no file ({', '.join(map(str, places))}):"
+        " give the settings file's path in the profile's set-resources (absolute, or relative"
+        " to the working directory or the workflow's folder)"
+    )

@@ -11,6 +11,7 @@ from drawtune.config import settings as model_settings
 from drawtune.data.readers import uses_resize
 from drawtune.data.split import SPLITS
 from drawtune.data.stamp import dataset_stamp
+from drawtune.data.tiling import TILE_KEYS
 from drawtune.train.checkpoints import adapter_mismatch, adapter_settings
 
 min_version("9.0")
@@ -30,6 +31,7 @@ DETECT = detect_datasets(config)
 CLASSIFY = sorted(set(config["datasets"]) - set(DETECT))
 DETECT_MODELS = [m for m in MODELS if SETTINGS[m]["task"] == "detect"]
 CLASSIFY_MODELS = [m for m in MODELS if SETTINGS[m]["task"] == "classify"]
+TILED = [m for m in DETECT_MODELS if SETTINGS[m].get("tiling")]
 
 
 wildcard_constraints:
@@ -159,8 +161,9 @@ def trained_settings_of(experiment):
     """What an experiment's adapter is trained with (recorded in it, checked before use)."""
     s = SETTINGS[experiment]
     resize = {"min_pixels": s["min_pixels"], "max_pixels": s["max_pixels"]}
-    train = config["experiments"][experiment]
-    return adapter_settings(s["base_path"], s["family"], resize, train)
+    return adapter_settings(
+        s["base_path"], s["family"], resize, train_block(experiment)
+    )
 
 
 def trained_settings(wildcards):
@@ -224,12 +227,14 @@ def predict_settings(wildcards):
 
 def validation_answers(field):
     """An input function of calibrate_scores: the model's answers on the validation split
-    (results) and its sizes (manifest); none when predict.logprobs is off (nothing to score
-    the boxes with)."""
+    (results; a tiled model's merged on the sheets) and its sizes (manifest); none when
+    predict.logprobs is off (nothing to score the boxes with)."""
 
     def get(wildcards):
         if not config["predict"]["logprobs"]:
             return []
+        if field == "results" and wildcards.model in TILED:
+            return rules.merge_tiles.output.sheets.format(model=wildcards.model, split="val")
         if field == "results":
             return rules.predict_split.output.results.format(
                 model=wildcards.model, split="val"
@@ -252,6 +257,42 @@ def all_targets():
         *rules.report_provenance.output,
         *(rules.report_confidence.output if DETECT_MODELS else []),
     ]
+
+
+# Tiling (issue 18): a tiled model's data are converted per view, its answers merged back onto
+# the sheets (rule merge_tiles) and scored there.
+
+
+def train_block(experiment):
+    """An experiment's keys as training sees them: its tiling without the merge, which is
+    inference only (a changed merge reruns merge_tiles and the scores, not training)."""
+    exp = config["experiments"][experiment]
+    if "tiling" not in exp:
+        return exp
+    return {**exp, "tiling": {k: v for k, v in exp["tiling"].items() if k != "merge"}}
+
+
+def tiling_of(wildcards):
+    """How a model's sheets are cut into views (None: untiled)."""
+    tiling = SETTINGS[model_of(wildcards)].get("tiling")
+    return {k: tiling[k] for k in TILE_KEYS} if tiling else None
+
+
+def merge_of(wildcards):
+    """How a tiled model's boxes are merged on the sheets."""
+    return SETTINGS[model_of(wildcards)]["tiling"]["merge"]
+
+
+def scored_predictions(wildcards):
+    """What a detection model is scored on: its answers, or for a tiled model its answers
+    merged onto the sheets."""
+    if wildcards.model in TILED:
+        return rules.merge_tiles.output.sheets.format(
+            model=wildcards.model, split="test"
+        )
+    return rules.predict_split.output.results.format(
+        model=wildcards.model, split="test"
+    )
 
 
 def report_note():

@@ -81,6 +81,8 @@ rule convert_annotations:
     output:
         jsonl=paths.SWIFT_DATA,
         manifest=paths.SWIFT_MANIFEST,
+        # a tiled model's view images (tiling: in config); empty for the others
+        tiles=directory(paths.SWIFT_TILES),
     log:
         "logs/convert_annotations/{model}/{split}.log",
     conda:
@@ -90,5 +92,6 @@ rule convert_annotations:
         family=setting("family"),
         prompt=setting("prompt"),
         resize=model_resize,
+        tiling=tiling_of,
     script:
         "../scripts/convert_annotations.py"

@@ -24,6 +24,28 @@ rule predict_split:
         "../scripts/predict_split.py"
 
 
+rule merge_tiles:
+    input:
+        results=rules.predict_split.output.results,
+        manifest=rules.convert_annotations.output.manifest,
+    output:
+        sheets=paths.SHEET_PREDICTIONS,
+    log:
+        "logs/merge_tiles/{model}/{split}.log",
+    wildcard_constraints:
+        model=one_of(TILED),
+    conda:
+        "../envs/drawtune.yaml"
+    params:
+        family=setting("family"),
+        resize=model_resize,
+        merge=merge_of,
+        # the box score that ranks the boxes merged across tiles (auto: the default one)
+        score=config["confidence"]["score"],
+    script:
+        "../scripts/merge_tiles.py"
+
+
 # The box score and its threshold, chosen on the validation split's answers; kept beside the
 # adapter, where the test split's scoring, `drawtune predict` and `drawtune serve` read them.
 rule calibrate_scores:
@@ -43,13 +65,14 @@ rule calibrate_scores:
         family=setting("family"),
         resize=model_resize,
         score=config["confidence"]["score"],
+        tiled=lambda wc: wc.model in TILED,
     script:
         "../scripts/calibrate_scores.py"
 
 
 rule score_detections:
     input:
-        results=f"{paths.PREDICTIONS}/test.jsonl",
+        results=scored_predictions,
         truth=rules.split_dataset.output.test_truth,
         manifest=swift_data("test", "manifest"),
         confidence=rules.calibrate_scores.output.confidence,
@@ -72,6 +95,7 @@ rule score_detections:
     params:
         family=setting("family"),
         resize=model_resize,
+        tiled=lambda wc: wc.model in TILED,
     script:
         "../scripts/score_detections.py"
 

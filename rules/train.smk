@@ -24,7 +24,7 @@ rule train_adapter:
         base=setting("base_path"),
         family=setting("family"),
         resize=model_resize,
-        train=lambda wc: config["experiments"][wc.experiment],
+        train=lambda wc: train_block(wc.experiment),
         # ms-swift's checkpoints: kept when a run fails, so that the next attempt resumes from
         # the last complete one (an output would be deleted by Snakemake on failure)
         checkpoints=lambda wc: str(paths.checkpoints(wc.experiment)),

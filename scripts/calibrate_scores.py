@@ -1,14 +1,18 @@
 """Snakemake adapter: a model's box score and threshold on the validation split
 (drawtune.eval.calibrate)."""
 
-from drawtune.eval.calibrate import calibrate, unscored
+from drawtune.eval.calibrate import calibrate, calibrate_answers, unscored
+from drawtune.eval.merge_tiles import sheet_answers
 from drawtune.jsonio import load_jsonl, read_json, write_json
 from drawtune.smk import resize_spec, setup
 
 if __name__ == "__main__":
     log = setup(snakemake)
     p, inp = snakemake.params, snakemake.input
-    if inp.results:
+    if inp.results and p.tiled:  # a tiled model's answers merged on the validation sheets
+        truth = read_json(inp.truth)
+        result = calibrate_answers(sheet_answers(load_jsonl(inp.results), truth), truth, p.score)
+    elif inp.results:
         result = calibrate(
             load_jsonl(inp.results),
             read_json(inp.truth),

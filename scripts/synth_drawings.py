@@ -15,6 +15,7 @@ if __name__ == "__main__":
         seed=syn.get("seed", 0),
         width=syn.get("width", 640),
         workers=snakemake.threads,
+        object_scale=syn.get("object_scale", 1.0),
     )
     log.info(
         "wrote %d drawings, %d boxes to %s", len(coco["images"]), len(coco["annotations"]), out

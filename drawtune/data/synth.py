@@ -182,18 +182,90 @@ def draw_sheet(seed: int, index: int, width: int = 640, height: int | None = Non
     return img, boxes
 
 
+def _note(d, rng, x, y, fs):
+    n = rng.randint(2, 4)
+    boxes = [_text(d, (x, y), "NOTES:", fs)]
+    for k in range(n):
+        words = " ".join(rng.choice(_WORDS).lower() for _ in range(rng.randint(2, 4)))
+        boxes.append(_text(d, (x, y + (k + 1) * (fs + 3)), f"{k + 1}. {words}", fs))
+    return _union(*boxes)
+
+
+def _overlaps(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def draw_large_sheet(seed: int, index: int, width: int, object_scale: float):
+    """A large sheet with small objects: ``(PIL image, [(label, box), ...])``.
+
+    The objects have the size they would have on a sheet ``object_scale`` times as wide (its
+    font, views, notes, title block and parts table), and the sheet is filled with a grid of
+    cells each holding a view, a section, a detail, a note or nothing: many small objects on
+    one sheet, the case tiling is for. Deterministic in ``(seed, index, width, object_scale)``.
+    """
+    rng = random.Random(f"drawtune-synth-large-{seed}-{index}-{object_scale}")
+    height = int(round(width / 2**0.5))
+    unit = max(128, int(width * object_scale))  # the width of the sheet the objects belong to
+    img = Image.new("L", (width, height), 255)
+    d = ImageDraw.Draw(img)
+    fs = max(8, unit // 60)
+    m = max(6, unit // 60)
+    d.rectangle([m, m, width - m, height - m], outline=0, width=2)
+    objs = []
+    tw, th = int(unit * rng.uniform(0.28, 0.36)), int(unit / 2**0.5 * rng.uniform(0.12, 0.17))
+    tb = (width - m - tw, height - m - th, width - m, height - m)
+    d.rectangle(tb, outline=0, width=2)
+    d.line([(tb[0], tb[1] + th // 2), (tb[2], tb[1] + th // 2)], fill=0, width=1)
+    d.text((tb[0] + 3, tb[1] + 3), f"DRAWTUNE {rng.choice(_WORDS)}", fill=0, font=_font(fs))
+    d.text(
+        (tb[0] + 3, tb[1] + th // 2 + 3), f"DWG {rng.randint(1000, 9999)}", fill=0, font=_font(fs)
+    )
+    objs.append(("title_block", tb))
+    taken = [(tb[0] - fs, tb[1] - fs, width, height)]
+    if rng.random() < 0.7:
+        rows = rng.randint(3, 6)
+        col_w = [int(unit * 0.04), int(unit * 0.14), int(unit * 0.06)]
+        x0 = width - m - 4 - sum(col_w)
+        table = _table(d, rng, x0, m + 4, rows, col_w, fs + 4, fs, ("NO", "PART", "QTY"))
+        objs.append(("table", table))
+        taken.append((table[0] - fs, 0, width, table[3] + fs))
+    cw, ch = int(unit * 0.36), int(unit / 2**0.5 * 0.4)
+    for y in range(m + 4, height - m - ch, ch):
+        for x in range(m + 4, width - m - cw, cw):
+            cell = (x, y, x + cw, y + ch)
+            if any(_overlaps(cell, t) for t in taken):
+                continue
+            r = rng.random()
+            if r < 0.3:
+                kind = rng.choice(("view", "view", "view", "section_view", "detail_view"))
+                objs.append((kind, _part(d, rng, cell, kind, fs)))
+            elif r < 0.4:
+                objs.append(("note", _note(d, rng, x + fs, y + fs, fs)))
+    boxes = [
+        (label, [max(0, b[0]), max(0, b[1]), min(width, b[2]), min(height, b[3])])
+        for label, b in objs
+    ]
+    return img, boxes
+
+
 def _render(job):
     """Draw and save one sheet (runs in a worker process); return its name, size and boxes."""
-    out, seed, i, width = job
-    img, boxes = draw_sheet(seed, i, width)
+    out, seed, i, width, object_scale = job
+    if object_scale < 1:
+        img, boxes = draw_large_sheet(seed, i, width, object_scale)
+    else:
+        img, boxes = draw_sheet(seed, i, width)
     name = f"sheet_{seed:04d}_{i:05d}.png"
     img.save(Path(out) / "images" / name, optimize=False)
     return name, img.width, img.height, boxes
 
 
-def write_dataset(out: Path, n: int, seed: int = 0, width: int = 640, workers: int = 1) -> dict:
+def write_dataset(
+    out: Path, n: int, seed: int = 0, width: int = 640, workers: int = 1, object_scale: float = 1.0
+) -> dict:
     """Write ``out/images/*.png`` and ``out/annotations.json`` (COCO); return the COCO dict.
 
+    ``object_scale`` below 1 draws large sheets with small objects (:func:`draw_large_sheet`).
     ``workers`` > 1 draws sheets in parallel processes; the output is the same byte for byte."""
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -204,7 +276,7 @@ def write_dataset(out: Path, n: int, seed: int = 0, width: int = 640, workers: i
         "images": [],
         "annotations": [],
     }
-    jobs = [(str(out), seed, i, width) for i in range(n)]
+    jobs = [(str(out), seed, i, width, object_scale) for i in range(n)]
     if workers > 1 and n > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             sheets = pool.map(_render, jobs, chunksize=max(1, n // (workers * 8)))

@@ -19,7 +19,7 @@ from ..coords import ResizeSpec
 from ..errors import DrawtuneError
 from .confidence import DEFAULT_VARIANT, NO_SCORES, VARIANTS
 from .metrics import evaluate, metrics_of
-from .score import read_answers, scores_used, with_scores
+from .score import Answers, read_answers, scores_used, with_scores
 from .threshold import best_threshold, operating_point
 
 AUTO = "auto"  # confidence.score: the variant with the highest validation mAP
@@ -53,15 +53,21 @@ def calibrate(
 ) -> dict:
     """The box score and threshold for a model from its answers on the validation split
     (``rows``: ms-swift infer rows with ``logprobs``; ``truth``: the split's COCO truth)."""
+    answers = read_answers(rows, truth, family, spec, manifest) if truth["images"] else None
+    return calibrate_answers(answers, truth, score)
+
+
+def calibrate_answers(answers: Answers | None, truth: dict, score: str = DEFAULT_VARIANT) -> dict:
+    """:func:`calibrate` of answers already read (a tiled model's merged sheets:
+    ``drawtune.eval.merge_tiles.sheet_answers``); None: the split has no drawings."""
     if score not in CHOICES:
         raise ValueError(f"unknown box score {score!r}; expected one of {', '.join(CHOICES)}")
     fallback = DEFAULT_VARIANT if score == AUTO else score
     how = "config" if score != AUTO else "default (nothing to measure)"
     if score == NO_SCORES:
         return _result(NO_SCORES, "config", reason="confidence.score is none")
-    if not truth["images"]:
+    if answers is None or not truth["images"]:
         return _result(fallback, how, reason="the validation split has no drawings")
-    answers = read_answers(rows, truth, family, spec, manifest)
     if scores_used(answers, fallback) == NO_SCORES:
         reason = "the validation answers carry no log-probabilities"
         if answers.unscored and any(d["logprobs"] for d in answers.details):

@@ -195,6 +195,14 @@ def evaluate_answers(
     validation split), and the curves: per-class precision-recall and the reliability of the
     scores."""
     answers = read_answers(rows, truth, family, spec, manifest)
+    return scoring_of(answers, truth, variant, threshold)
+
+
+def scoring_of(
+    answers: Answers, truth: dict, variant: str = DEFAULT_VARIANT, threshold: float | None = None
+) -> Scoring:
+    """:func:`evaluate_answers` of answers already read (an untiled model's rows, or a tiled
+    model's merged sheets: ``drawtune.eval.merge_tiles.sheet_answers``)."""
     used = scores_used(answers, check_variant(variant))
     if answers.unscored and any(d["logprobs"] for d in answers.details):
         log.warning(

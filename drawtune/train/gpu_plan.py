@@ -42,6 +42,7 @@ PREDICT_EXTRA_GIB = 2.0
 MAX_MICRO = 64
 MIN_CKPT_MICRO = 4  # see plan_training: checkpointing beats a micro-batch of 1
 MAX_PREDICT_BATCH = 256
+MAX_VISION_CACHE_GIB = 32.0  # the frozen vision tower's outputs (~21 MB an image of 1,024 tokens)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class TrainPlan:
     dataloader_workers: int
     liger: bool
     lora_dtype: str | None
+    causal_mask: bool = False  # drop the right-padding mask (drawtune.train.swift_plugin)
+    vision_cache_gib: float = 0.0  # frozen vision tower's outputs kept on the GPU, 0: off
     predicted_gib: float | None = None
     gpu_gib: float | None = None
     reason: str = ""
@@ -98,6 +101,8 @@ class TrainPlan:
             gradient_checkpointing=self.gradient_checkpointing,
             dataloader_workers=self.dataloader_workers,
             liger=self.liger,
+            causal_mask=self.causal_mask,
+            vision_cache_gib=self.vision_cache_gib,
         )
         if "lora" in t:
             t["lora"] = {**t["lora"], "dtype": self.lora_dtype}
@@ -218,6 +223,8 @@ def plan_training(
     accum = t.get("grad_accum", "auto")
     accum = max(1, math.ceil(per_device / micro)) if _auto(accum) else int(accum)
     p = peak(micro, ckpt)
+    causal = t.get("causal_mask", "auto")
+    causal = True if _auto(causal) else bool(causal)
     return TrainPlan(
         batch_size=micro,
         grad_accum=accum,
@@ -225,10 +232,28 @@ def plan_training(
         dataloader_workers=int(workers),
         liger=liger,
         lora_dtype=lora_dtype,
+        causal_mask=causal,
+        vision_cache_gib=vision_cache_gib(t, gpu, budget, p),
         predicted_gib=round(p, 1) if p is not None else None,
         gpu_gib=round(gpu_gib, 1) if gpu_gib else None,
         reason="; ".join(reasons),
     )
+
+
+def vision_cache_gib(t: dict, gpu: bool, budget: float | None, peak: float | None) -> float:
+    """GiB for the frozen vision tower's outputs: what the plan leaves free of the GPU's usable
+    memory, at most MAX_VISION_CACHE_GIB (``auto``: on a GPU when the tower is frozen and the
+    images are seen more than once); a number in config is the size; false: off."""
+    value = t.get("vision_cache", "auto")
+    if value is False or not t.get("freeze_vit", True):
+        return 0.0
+    if not isinstance(value, bool) and not _auto(value):
+        return float(value)
+    if _auto(value) and (not gpu or int(t.get("epochs", 1)) < 2):
+        return 0.0
+    if budget is None or peak is None:
+        return MAX_VISION_CACHE_GIB if value is True else 0.0
+    return round(max(0.0, min(MAX_VISION_CACHE_GIB, budget - peak)), 1)
 
 
 def fallback(plan: TrainPlan, train_cfg: dict) -> TrainPlan | None:

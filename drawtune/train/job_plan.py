@@ -45,10 +45,11 @@ def plan_train(train_cfg, base, train_jsonl, manifest_jsonl, family, device, top
         liger_ok=gpu_plan.liger_available(),
     )
     log.info(
-        "plan: %s, %d loader workers, liger %s, LoRA dtype %s; predicted peak %s GiB of %s GiB "
-        "(%d tokens in the longest sample; %s)",
+        "plan: %s, %d loader workers, liger %s, LoRA dtype %s, causal mask %s, vision cache %s "
+        "GiB; predicted peak %s GiB of %s GiB (%d tokens in the longest sample; %s)",
         plan_line(plan), plan.dataloader_workers, "on" if plan.liger else "off",
-        plan.lora_dtype, plan.predicted_gib, plan.gpu_gib, tokens, plan.reason,
+        plan.lora_dtype, "on" if plan.causal_mask else "off", plan.vision_cache_gib,
+        plan.predicted_gib, plan.gpu_gib, tokens, plan.reason,
     )  # fmt: skip
     return plan
 

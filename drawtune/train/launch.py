@@ -1,20 +1,24 @@
-"""How a training job is launched: GPUs and nodes from SLURM's environment and the DeepSpeed
-stage (where to resume after preemption: ``drawtune.train.checkpoints``).
+"""How a training job is launched: GPUs and nodes from SLURM's environment or Vertex AI's
+``CLUSTER_SPEC``, and the DeepSpeed stage (where to resume after preemption:
+``drawtune.train.checkpoints``).
 
 ms-swift starts ``torchrun`` itself when ``NPROC_PER_NODE`` is set, and joins several nodes
 through ``NNODES``, ``NODE_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``. Each node runs its own
 ``swift sft``; on SLURM one task per node is started with ``srun`` and every task takes its
-``NODE_RANK`` from ``SLURM_NODEID`` (``python -m drawtune.train.launch -- swift sft ...``).
+``NODE_RANK`` from ``SLURM_NODEID`` (``python -m drawtune.train.launch -- swift sft ...``); on
+Vertex AI every replica runs its own worker, which knows its rank from ``CLUSTER_SPEC``.
 
-All functions but ``main`` are pure over an environment mapping, so they are tested without a
-cluster; the SLURM tests check the same mapping inside real jobs.
+All functions but ``main`` and :func:`free_port` are pure over an environment mapping, so they
+are tested without a cluster; the SLURM tests check the same mapping inside real jobs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -25,14 +29,28 @@ DEEPSPEED_CHOICES = ("auto", "none", "zero2", "zero3", "zero3_offload")
 PORT_BASE, PORT_SPAN = 29500, 2000
 
 
+# NVLink multicast (NVLS) off in NCCL, PyTorch's symmetric memory and NVSHMEM: on shared GPU
+# hosts a program that uses it can put every GPU of the host out of service. Set for ms-swift's
+# training unless the job's environment sets the variable itself (export NCCL_NVLS_ENABLE=1 to
+# allow it; on Vertex AI through `env:` in vertex.yaml).
+COLLECTIVES_ENV = {
+    "NCCL_NVLS_ENABLE": "0",
+    "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
+    "NVSHMEM_DISABLE_NVLS": "1",
+}
+
+
 @dataclass(frozen=True)
 class Topology:
-    """Where one training job runs: nodes, GPUs per node, and the rendezvous point."""
+    """Where one training job runs: nodes, GPUs per node, and the rendezvous point.
+    ``node_rank`` is set where each node starts its own trainer (Vertex AI replicas); None
+    where one process starts them all (``srun`` on SLURM, or one node)."""
 
     nnodes: int
     gpus_per_node: int
     master_addr: str | None = None
     master_port: int | None = None
+    node_rank: int | None = None
 
     @property
     def world_size(self) -> int:
@@ -67,17 +85,50 @@ def _count_devices(value: str | None) -> int:
     return len([d for d in value.split(",") if d.strip() not in ("", "-1")])
 
 
-def gpus_per_node(env: Mapping[str, str]) -> int:
+def gpus_per_node(env: Mapping[str, str], visible: int = 0) -> int:
     """GPUs this node's task may use: ``SLURM_GPUS_ON_NODE`` (set by SLURM for GPU jobs), else
-    the devices listed in ``CUDA_VISIBLE_DEVICES``; 0 on a CPU-only machine."""
+    the devices listed in ``CUDA_VISIBLE_DEVICES``, else ``visible`` (the GPUs torch sees, given
+    where a machine's GPUs are all the job's: a Vertex AI replica); 0 on a CPU-only machine."""
     on_node = env.get("SLURM_GPUS_ON_NODE")
     if on_node and on_node.isdigit():
         return int(on_node)
-    return _count_devices(env.get("CUDA_VISIBLE_DEVICES"))
+    if env.get("CUDA_VISIBLE_DEVICES") is not None:
+        return _count_devices(env.get("CUDA_VISIBLE_DEVICES"))
+    return visible
 
 
-def topology(env: Mapping[str, str]) -> Topology:
-    """The job's shape from SLURM's variables (a job without them is one node)."""
+def vertex_topology(cluster_spec: str, gpus: int) -> Topology:
+    """A Vertex AI replica's place in its job from ``CLUSTER_SPEC``: the chief (worker pool 0)
+    is node 0 and the rendezvous point, pool 1's replicas follow in order; ``gpus``: the
+    replica's GPUs. Other pools (parameter or reduction servers) train nothing."""
+    try:
+        spec = json.loads(cluster_spec)
+        cluster, task = spec.get("cluster") or {}, spec.get("task") or {}
+        chief = list(cluster.get("workerpool0") or [])
+        workers = list(cluster.get("workerpool1") or [])
+        kind, index = task.get("type", "workerpool0"), int(task.get("index", 0))
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ValueError(f"CLUSTER_SPEC is not Vertex AI's cluster description: {e}") from None
+    nnodes = len(chief[:1]) + len(workers)
+    if nnodes <= 1:
+        return Topology(nnodes=1, gpus_per_node=gpus)
+    if kind not in ("workerpool0", "workerpool1"):
+        raise ValueError(f"CLUSTER_SPEC: task type {kind!r} is no training replica")
+    host, _, port = chief[0].rpartition(":")
+    return Topology(
+        nnodes=nnodes,
+        gpus_per_node=gpus,
+        master_addr=host or chief[0],
+        master_port=int(port) if port.isdigit() else PORT_BASE,
+        node_rank=0 if kind == "workerpool0" else 1 + index,
+    )
+
+
+def topology(env: Mapping[str, str], visible: int = 0) -> Topology:
+    """The job's shape from SLURM's variables, or from Vertex AI's ``CLUSTER_SPEC`` (where
+    ``visible``, the GPUs torch sees, are the replica's); a job with neither is one node."""
+    if env.get("CLUSTER_SPEC") and not (env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID")):
+        return vertex_topology(env["CLUSTER_SPEC"], gpus_per_node(env, visible))
     nnodes = int(env.get("SLURM_JOB_NUM_NODES") or env.get("SLURM_NNODES") or 1)
     gpus = gpus_per_node(env)
     if nnodes <= 1:
@@ -152,21 +203,24 @@ def srun_environ(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def deepspeed_stage(choice: str, topo: Topology, device: str) -> str | None:
-    """ms-swift's ``--deepspeed`` value: none on CPU or one GPU; ``auto`` is zero2 (the
-    optimizer state and gradients sharded, enough for LoRA on a 4B model); ``zero3`` also
-    shards the weights when the model does not fit one GPU; ``zero3_offload`` moves them and
-    the optimizer to CPU memory."""
+    """ms-swift's ``--deepspeed`` value. ``auto``: zero2 (the optimizer state and gradients
+    sharded, enough for LoRA on a 4B model) on several GPUs, none on one; a named stage
+    (``zero2``; ``zero3`` also shards the weights when the model does not fit one GPU;
+    ``zero3_offload`` moves them and the optimizer to CPU memory) holds on any number of GPUs,
+    one included; never on CPU (DeepSpeed needs a GPU)."""
     if choice not in DEEPSPEED_CHOICES:
         raise ValueError(f"deepspeed must be one of {DEEPSPEED_CHOICES}, not {choice!r}")
-    if device == "cpu" or not topo.distributed or choice == "none":
+    if device == "cpu" or choice == "none" or (choice == "auto" and not topo.distributed):
         return None
     return "zero2" if choice == "auto" else choice
 
 
-def launcher_env(topo: Topology) -> dict[str, str]:
-    """Variables that make ``swift sft`` start torchrun over the job's GPUs and nodes (empty for
-    one process). ``NODE_RANK`` is per node and is set by :func:`node_env`."""
-    if not topo.distributed:
+def launcher_env(topo: Topology, deepspeed: str | None = None) -> dict[str, str]:
+    """Variables that make ``swift sft`` start torchrun over the job's GPUs and nodes: none for
+    one process without DeepSpeed; ``NPROC_PER_NODE=1`` for DeepSpeed on one GPU (ms-swift
+    initialises it through torchrun). ``NODE_RANK`` is set here where each node starts its own
+    trainer (Vertex AI), else per srun task by :func:`node_env`."""
+    if not topo.distributed and not deepspeed:
         return {}
     env = {"NPROC_PER_NODE": str(max(1, topo.gpus_per_node))}
     if topo.nnodes > 1:
@@ -175,7 +229,22 @@ def launcher_env(topo: Topology) -> dict[str, str]:
             MASTER_ADDR=str(topo.master_addr),
             MASTER_PORT=str(topo.master_port),
         )
+        if topo.node_rank is not None:
+            env["NODE_RANK"] = str(topo.node_rank)
     return env
+
+
+def collectives_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """:data:`COLLECTIVES_ENV` less the variables ``environ`` already sets (those win)."""
+    return {k: v for k, v in COLLECTIVES_ENV.items() if k not in environ}
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now: torchrun's rendezvous on one node, so that two
+    trainings sharing a machine do not both take torchrun's default 29500."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def node_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -185,10 +254,11 @@ def node_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def node_command(cmd: list[str], topo: Topology, python: str = sys.executable) -> list[str]:
-    """The command one job runs: ``cmd`` itself on one node; on several, ``srun`` starts one
-    task per node (``--overlap``: it runs beside the job step that called it) and each task
-    sets its ``NODE_RANK`` before running ``cmd``. Run it with :func:`srun_environ`."""
-    if topo.nnodes <= 1:
+    """The command one job runs: ``cmd`` itself on one node, or where each node starts its own
+    (``node_rank`` known: Vertex AI); on several SLURM nodes, ``srun`` starts one task per
+    node (``--overlap``: it runs beside the job step that called it) and each task sets its
+    ``NODE_RANK`` before running ``cmd``. Run it with :func:`srun_environ`."""
+    if topo.nnodes <= 1 or topo.node_rank is not None:
         return cmd
     return [
         "srun",

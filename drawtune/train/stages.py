@@ -17,8 +17,11 @@ each field says how it travels to a Vertex AI job (``io`` in its metadata):
     an output of ms-swift rows whose image paths are mapped back to the local ones
 ``log``
     the file the stage logs into; a job logs into its own and copies it to the bucket
-``scratch``
-    where the stage works (ms-swift's run folder); a job uses a folder of its own
+``resume``
+    what a restarted run resumes from (ms-swift's run folder with its checkpoints); a job keeps
+    it in its staged place in the bucket (through the ``/gcs`` mount), so that a job restarted
+    on another machine (a Spot preemption, maintenance) or submitted again finds it; never
+    downloaded
 
 The rule's script fills one in and hands it to ``drawtune.smk.run_stage``, which runs it here
 (:meth:`GpuStage.run`) or as a Vertex AI job (``drawtune.vertex.job``) whose worker rebuilds the
@@ -28,6 +31,7 @@ same dataclass from the job's task (:func:`from_task`).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import os
 import shutil
@@ -38,7 +42,7 @@ from typing import ClassVar
 from ..coords import ResizeSpec
 from ..errors import StageError
 from ..jsonio import dump_jsonl, load_jsonl, write_json
-from . import gpu_plan, launch, swift_cmd
+from . import gpu_plan, launch, swift_cmd, swift_plugin
 from .checkpoints import (
     TRAINING_STATE,
     check_adapter,
@@ -50,12 +54,13 @@ from .checkpoints import (
     write_adapter_record,
     write_fingerprint,
 )
+from .device import gpu_count
 from .job_plan import PLAN_FILE, plan_line, plan_predict_batch, plan_train
 from .run import run_logged
 from .telemetry import last_of_each_step, write_telemetry
 
 log = logging.getLogger("drawtune")
-IO_KINDS = ("model", "jsonl", "path", "param", "output", "result", "log", "scratch")
+IO_KINDS = ("model", "jsonl", "path", "param", "output", "result", "log", "resume")
 
 
 def io(kind: str, **kwargs):
@@ -100,8 +105,9 @@ class GpuStage:
     def replace(self, **changes) -> GpuStage:
         return dataclasses.replace(self, **changes)
 
-    def in_job(self, distributed: bool) -> GpuStage:
-        """The stage as a Vertex AI job runs it (``distributed``: several GPUs or nodes)."""
+    def in_job(self, chief: bool) -> GpuStage:
+        """The stage as a Vertex AI replica runs it (``chief``: worker pool 0, or the only
+        replica; the others only take part)."""
         return self
 
 
@@ -122,26 +128,26 @@ class Train(GpuStage):
     adapter_out: str = io("output")
     logging_out: str = io("output")
     tensorboard_out: str = io("output")
-    run_dir: str = io("scratch")  # ms-swift's checkpoints: what an interrupted run resumes
+    run_dir: str = io("resume")  # ms-swift's checkpoints: what an interrupted run resumes
     manifest_jsonl: str | None = io("jsonl", default=None)
     telemetry_out: str | None = io("output", default=None)
     # the config's settings (checkpoints.adapter_settings), recorded in the adapter
     settings: dict | None = io("param", default=None)
+    # a Vertex AI replica other than the chief: trains its share, leaves the run folder (shared
+    # through the bucket) to the chief, writes no outputs
+    follower: bool = io("param", default=False)
 
-    def in_job(self, distributed: bool) -> Train:
-        """Several GPUs or nodes in a Vertex AI job train with DeepSpeed ZeRO-2 unless the
-        experiment names another stage (the job's environment is no SLURM topology)."""
-        if not distributed:
-            return self
-        extra = dict(self.train_cfg.get("extra_args") or {})
-        extra.setdefault("deepspeed", "zero2")
-        return self.replace(train_cfg={**self.train_cfg, "extra_args": extra})
+    def in_job(self, chief: bool) -> Train:
+        return self if chief else self.replace(follower=True)
 
     def run(self, device: str = "cpu", environ=None) -> None:
         """``swift sft`` for one experiment, on every GPU and node of the job (``environ``: the
         job's environment, default ``os.environ``), resumed from the last complete checkpoint of
         an interrupted run with the same settings. The run folder is held by this trainer
         alone for the whole run (``checkpoints.run_lock``)."""
+        if self.follower:  # the chief holds the run folder (on another machine)
+            self._run(device, environ)
+            return
         with run_lock(self.run_dir):
             self._run(device, environ)
 
@@ -149,15 +155,17 @@ class Train(GpuStage):
         run_dir = Path(self.run_dir)
         val = self.val_jsonl if self.val_jsonl and load_jsonl(self.val_jsonl) else None
         environ = launch.job_environ(os.environ if environ is None else environ)
-        topo = launch.topology(environ)
+        # the GPUs torch sees count only where the machine is the job's (a Vertex AI replica)
+        topo = launch.topology(environ, gpu_count(device))
         choice = self.train_cfg.get("deepspeed", "auto")
-        planned = launch.launcher_env(topo)
+        planned_ds = launch.deepspeed_stage(choice, topo, "cuda")
+        planned = launch.launcher_env(topo, planned_ds)
         log.info(
             "launch: nodes=%d gpus_per_node=%d world_size=%d deepspeed=%s attention=%s %s",
             topo.nnodes,
             topo.gpus_per_node,
             topo.world_size,
-            launch.deepspeed_stage(choice, topo, "cuda") or "none",
+            planned_ds or "none",
             swift_cmd.attn_impl(device),
             " ".join(f"{k}={v}" for k, v in sorted(planned.items())),
         )
@@ -165,6 +173,13 @@ class Train(GpuStage):
             log.warning("the job has GPUs but torch sees none: training on CPU in one process")
             topo = launch.Topology(nnodes=1, gpus_per_node=0)
         deepspeed = launch.deepspeed_stage(choice, topo, device)
+        if planned_ds and not deepspeed:
+            log.warning("deepspeed %s needs a GPU: training on CPU without DeepSpeed", planned_ds)
+        if deepspeed and importlib.util.find_spec("deepspeed") is None:
+            raise StageError(
+                f"deepspeed: {choice} needs DeepSpeed, which is not installed here: "
+                "pip install -e '.[gpu]' (the version pinned in pyproject.toml)"
+            )
         plan = plan_train(
             self.train_cfg, self.base, self.train_jsonl, self.manifest_jsonl, self.family,
             device, topo,
@@ -180,13 +195,15 @@ class Train(GpuStage):
                 with open(self.log_path, "rb") as fh:
                     fh.seek(start)
                     attempt = fh.read().decode(errors="replace")
-                if nxt is None or not gpu_plan.is_out_of_memory(attempt):
+                if nxt is None or self.follower or not gpu_plan.is_out_of_memory(attempt):
                     raise
                 log.warning("out of memory with %s; retry with %s", plan_line(plan), plan_line(nxt))
                 clear_run_dir(run_dir)
                 plan = nxt
         if recorded_fingerprint(run_dir) != fingerprint:
             raise StageError(f"{run_dir} changed under this trainer: its settings are not ours")
+        if self.follower:
+            return  # the chief writes the adapter, logs and telemetry
         ckpt = last_checkpoint(run_dir)
         adapter_out = Path(self.adapter_out)
         if adapter_out.exists():
@@ -224,21 +241,28 @@ class Train(GpuStage):
             deepspeed=deepspeed,
         )
         env = self.swift_env(self.base, device)
+        env.update(swift_plugin.plugin_env(cfg["causal_mask"], cfg["vision_cache_gib"]))
         # An interrupted run with the same command resumes from its last complete checkpoint;
         # anything else starts over in a clean folder. The rendezvous address and port are left
         # out: they change from one SLURM job to the next.
         fingerprint = {"command": cmd, "environment": env}
-        env = {**env, **launch.launcher_env(topo)}
+        # neither is a setting of the run: torchrun's variables and NVLink multicast kept off
+        env = {**env, **launch.launcher_env(topo, deepspeed), **launch.collectives_env(environ)}
+        if "NPROC_PER_NODE" in env and topo.nnodes == 1 and "MASTER_PORT" not in environ:
+            env["MASTER_PORT"] = str(launch.free_port())
         resume = self.train_cfg.get("resume", True)
         ckpt = resume_checkpoint(run_dir, fingerprint) if resume else None
-        if ckpt is None:
+        if ckpt is None and self.follower:
+            log.info("starting where the chief starts (%s is the chief's)", run_dir)
+        elif ckpt is None:
             clear_run_dir(run_dir)
             write_fingerprint(run_dir, fingerprint)
         else:
             log.info("resuming from %s (an earlier run of this experiment was interrupted)", ckpt)
             cmd = cmd + swift_cmd.resume_args(str(ckpt))
-        # several nodes: srun from this job step, with the step's SLURM variables dropped
-        srun_env = launch.srun_environ(environ) if topo.nnodes > 1 else None
+        # several SLURM nodes: srun from this job step, with the step's SLURM variables dropped
+        srun = topo.nnodes > 1 and topo.node_rank is None
+        srun_env = launch.srun_environ(environ) if srun else None
         run_logged(
             launch.node_command(cmd, topo),
             env,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .. import paths
 from ..coords import vision_factor
+from . import swift_plugin
 
 TEMPLATES = {"qwen3_vl": "qwen3_vl", "qwen2_5_vl": "qwen2_5_vl"}
 
@@ -161,6 +162,8 @@ def sft_command(
         cmd += ["--use_liger_kernel", "true"]
     if deepspeed:
         cmd += ["--deepspeed", deepspeed]
+    if t.get("causal_mask") or t.get("vision_cache_gib"):
+        cmd += ["--external_plugins", swift_plugin.__file__]
     if t["tuner"] == "qlora":
         cmd += ["--quant_method", "bnb", "--quant_bits", "4", "--bnb_4bit_quant_type", "nf4"]
     for key, value in sorted((t.get("extra_args") or {}).items()):

@@ -127,6 +127,19 @@ def write_text(text: str, uri: str, gcs=None) -> None:
     gcs.bucket(bucket_name).blob(key).upload_from_string(text.encode())
 
 
+def delete(uri: str, gcs=None) -> bool:
+    """Remove one object; False when there was none."""
+    from google.api_core.exceptions import NotFound
+
+    gcs = gcs or client()
+    bucket_name, key = split_uri(uri)
+    try:
+        gcs.bucket(bucket_name).blob(key).delete()
+    except NotFound:
+        return False
+    return True
+
+
 def read_text(uri: str, gcs=None) -> str | None:
     """The object's text, or None when it does not exist."""
     from google.api_core.exceptions import NotFound

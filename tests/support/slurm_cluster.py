@@ -1,14 +1,14 @@
-"""A real, private SLURM cluster on localhost for the tests: munged, slurmctld and two slurmd
-(nodes ``n1`` and ``n2``, two fake GPUs each) from Debian's slurm-wlm, all under one temporary
-folder, on free ports, stopped afterwards. Root only (slurmd runs jobs as their user).
+"""A real, private SLURM cluster on localhost for the tests: munged, a MariaDB server and
+slurmdbd (job accounting, so ``sacct`` answers as on a production cluster), slurmctld and two
+slurmd (nodes ``n1`` and ``n2``, two fake GPUs each) from Debian's slurm-wlm, slurmdbd and
+mariadb-server, all under one temporary folder, on free ports, stopped afterwards. Root only
+(slurmd runs jobs as their user).
 
 Run by hand: ``python tests/support/slurm_cluster.py DIR`` starts one and prints the
 ``SLURM_CONF`` to export; Ctrl-C stops it.
 
-Two facts shape it: the slurm executor plugin's job step strips every ``SLURM_*`` variable
-(``SLURM_CONF`` too) before its inner ``srun``, so ``bin/srun`` here is a wrapper that puts
-``SLURM_CONF`` back; and with accounting off ``sacct`` never answers, so the profile queries
-``squeue`` and ``MinJobAge`` keeps finished jobs visible to it.
+The slurm executor plugin's job step strips every ``SLURM_*`` variable (``SLURM_CONF`` too)
+before its inner ``srun``, so ``bin/srun`` here is a wrapper that puts ``SLURM_CONF`` back.
 """
 
 from __future__ import annotations
@@ -23,7 +23,24 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "srun")
+BINARIES = (
+    "munged",
+    "slurmctld",
+    "slurmd",
+    "slurmdbd",
+    "sbatch",
+    "squeue",
+    "sacct",
+    "sacctmgr",
+    "scontrol",
+    "scancel",
+    "srun",
+    "mariadbd",
+    "mariadb-install-db",
+    "mariadb",
+)
+CLUSTER = "drawtune-test"
+DB_USER, DB_PASS = "slurm", "drawtune-test-only"
 NODES = ("n1", "n2")
 GPUS_PER_NODE = 2
 CPUS_PER_NODE = 4
@@ -81,13 +98,14 @@ class Cluster:
     # ------------------------------------------------------------------ start / stop
     def write_config(self) -> None:
         r = self.root
-        for d in ("etc", "state", "log", "run", "munge", "bin", *(f"spool/{n}" for n in NODES)):
+        dirs = ("etc", "state", "log", "run", "munge", "bin", "db", *(f"spool/{n}" for n in NODES))
+        for d in dirs:
             (r / d).mkdir(parents=True, exist_ok=True)
         os.chmod(r / "munge", 0o755)
         key = r / "munge" / "munge.key"
         key.write_bytes(os.urandom(1024))
         os.chmod(key, 0o400)
-        ctld_port, *node_ports = _free_ports(1 + len(NODES))
+        ctld_port, self.dbd_port, self.db_port, *node_ports = _free_ports(3 + len(NODES))
         nodes = "\n".join(
             f"NodeName={n} NodeAddr=127.0.0.1 NodeHostname=localhost Port={p} "
             f"CPUs={CPUS_PER_NODE} RealMemory={MEM_PER_NODE} Gres=gpu:{GPUS_PER_NODE} "
@@ -95,7 +113,7 @@ class Cluster:
             for n, p in zip(NODES, node_ports, strict=True)
         )
         self.conf.write_text(
-            f"""ClusterName=drawtune-test
+            f"""ClusterName={CLUSTER}
 SlurmctldHost=localhost(127.0.0.1)
 SlurmctldPort={ctld_port}
 AuthType=auth/munge
@@ -112,7 +130,10 @@ SlurmdLogFile={r}/log/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+AccountingStoragePort={self.dbd_port}
+AccountingStoragePass={r}/munge/munge.socket
 JobCompType=jobcomp/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
@@ -137,6 +158,25 @@ PartitionName=gpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP
                 for dev in ("/dev/null", "/dev/zero")[:GPUS_PER_NODE]
             )
         )
+        # slurmdbd finds its file beside slurm.conf (SLURM_CONF); it must be private to its user
+        dbd = r / "etc" / "slurmdbd.conf"
+        dbd.write_text(
+            f"""AuthType=auth/munge
+AuthInfo=socket={r}/munge/munge.socket
+DbdHost=localhost
+DbdPort={self.dbd_port}
+SlurmUser=root
+LogFile={r}/log/slurmdbd.log
+PidFile={r}/run/slurmdbd.pid
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort={self.db_port}
+StorageUser={DB_USER}
+StoragePass={DB_PASS}
+StorageLoc=slurm_acct_db
+"""
+        )
+        os.chmod(dbd, 0o600)
         srun = self.bin / "srun"
         srun.write_text(f'#!/bin/sh\nexport SLURM_CONF="{self.conf}"\nexec {_which("srun")} "$@"\n')
         srun.chmod(0o755)
@@ -167,12 +207,76 @@ PartitionName=gpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP
             f"--seed-file={r}/munge/seed",
         )
         self._wait(lambda: (r / "munge" / "munge.socket").exists(), timeout, "munged")
+        self._start_accounting(timeout)
         self._spawn(_which("slurmctld"), "-D", "-i", "-f", str(self.conf))
         self._wait(lambda: "UP" in self.run("scontrol", "ping", check=False), timeout, "slurmctld")
         for n in NODES:
             self._spawn(_which("slurmd"), "-D", "-N", n, "-f", str(self.conf))
         self._wait(self._nodes_idle, timeout, "slurmd")
         return self
+
+    def _ok(self, *cmd: str) -> bool:
+        return (
+            subprocess.run(list(cmd), env=self.env(), capture_output=True, timeout=30).returncode
+            == 0
+        )
+
+    def _start_accounting(self, timeout: float) -> None:
+        """MariaDB (a fresh data folder, TCP on loopback only) with the database user slurmdbd
+        needs, then slurmdbd, then this cluster registered in it."""
+        r = self.root
+        sock = r / "run" / "mariadb.sock"
+        subprocess.run(
+            [
+                _which("mariadb-install-db"),
+                "--no-defaults",
+                f"--datadir={r}/db",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        self._spawn(
+            _which("mariadbd"),
+            "--no-defaults",
+            f"--datadir={r}/db",
+            f"--socket={sock}",
+            f"--port={self.db_port}",
+            "--bind-address=127.0.0.1",
+            "--skip-name-resolve",
+            "--user=root",
+            f"--pid-file={r}/run/mariadb.pid",
+            f"--log-error={r}/log/mariadb.err",
+            "--innodb-buffer-pool-size=64M",
+        )
+        self._wait(sock.exists, timeout, "mariadbd")
+        sql = (
+            f"CREATE USER '{DB_USER}'@'127.0.0.1' IDENTIFIED BY '{DB_PASS}'; "
+            f"GRANT ALL ON slurm_acct_db.* TO '{DB_USER}'@'127.0.0.1';"
+        )
+        self._wait(
+            lambda: (
+                subprocess.run(
+                    [_which("mariadb"), "--no-defaults", f"--socket={sock}", "-uroot", "-e", sql],
+                    capture_output=True,
+                    timeout=30,
+                ).returncode
+                == 0
+            ),
+            timeout,
+            "the database user",
+        )
+        self._spawn(_which("slurmdbd"), "-D")
+        self._wait(lambda: self._ok("sacctmgr", "-n", "-P", "show", "cluster"), timeout, "slurmdbd")
+        self.run("sacctmgr", "-i", "add", "cluster", CLUSTER, timeout=30, check=False)
+        self._wait(
+            lambda: CLUSTER in self.run("sacctmgr", "-n", "-P", "show", "cluster", check=False),
+            timeout,
+            "the cluster's registration",
+        )
 
     def _nodes_idle(self) -> bool:
         out = self.run("sinfo", "-h", "-N", "-o", "%N %t", check=False)

@@ -48,6 +48,10 @@ class JobService:
         self.received: list[dict] = []  # the raw JSON bodies of create calls, in order
         self.cancelled: list[str] = []
         self.procs: dict[str, subprocess.Popen] = {}
+        self.restarts: dict[str, int] = {}  # job -> how often its worker was started again
+        self._preempting: set[str] = set()
+        self.outage = threading.Event()  # set: Vertex does not answer state reads
+        self.reads_refused = 0
         self.scratch = mount.parent / "scratch"  # the workers' TMPDIR: a container's local disk
         self.scratch.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
@@ -86,41 +90,78 @@ class JobService:
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
 
+    def preempt(self, name: str) -> None:
+        """The job's machine goes away (Spot preemption, maintenance): its worker is killed
+        without warning (SIGKILL, no log copied at the end) and started again."""
+        with self.lock:
+            self._preempting.add(name)
+            proc = self.procs[name]
+        os.killpg(proc.pid, signal.SIGKILL)
+
+    def kill(self, name: str) -> None:
+        """The worker is killed for good (the OOM killer): the job fails with status 137."""
+        with self.lock:
+            proc = self.procs[name]
+        os.killpg(proc.pid, signal.SIGKILL)
+
     # ------------------------------------------------------------------ running a job
-    def _sync_down(self, client) -> None:
+    def _sync_down(self, client, own: str) -> None:
+        """The mount shows the bucket: every object, and under the job's own folder (``own``)
+        nothing else (what the launcher removed is gone here too)."""
         root = self.mount / self.bucket
+        names = set()
         for blob in client.list_blobs(self.bucket):
+            names.add(blob.name)
             dest = root / blob.name
             if dest.is_file() and gcs.md5_b64(dest) == blob.md5_hash:
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)
             blob.download_to_filename(str(dest))
+        mine = root / own
+        for f in sorted(mine.rglob("*")) if mine.is_dir() else ():
+            if f.is_file() and f.relative_to(root).as_posix() not in names:
+                f.unlink()
 
     def _run(self, name: str) -> None:
         job = self.jobs[name]
         client = gcs.client()
-        self._sync_down(client)
+        out_dir = job.job_spec.base_output_directory.output_uri_prefix
+        self._sync_down(client, gcs.split_uri(out_dir)[1])
         container = job.job_spec.worker_pool_specs[0].container_spec
         env = dict(os.environ, PATH=self.path_env, DRAWTUNE_GCS_MOUNT=str(self.mount))
         env["TMPDIR"] = str(self.scratch)
+        # what Vertex tells every replica of a one-replica job
+        env["CLUSTER_SPEC"] = json.dumps(
+            {
+                "cluster": {"workerpool0": ["cmle-training-workerpool0-0:2222"]},
+                "environment": "cloud",
+                "task": {"type": "workerpool0", "index": 0},
+            }
+        )
         env.update({e.name: e.value for e in container.env})
         out = self.output_path(name)
-        with self.lock:
-            if job.state == State.JOB_STATE_CANCELLING:
-                job.state = State.JOB_STATE_CANCELLED
-                return
-            job.state = State.JOB_STATE_RUNNING
-            with open(out, "w") as f:
-                proc = subprocess.Popen(
-                    [*container.command, *container.args],
-                    env=env,
-                    cwd=self.mount.parent,
-                    stdout=f,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            self.procs[name] = proc
-        rc = proc.wait()
+        while True:
+            with self.lock:
+                if job.state == State.JOB_STATE_CANCELLING:
+                    job.state = State.JOB_STATE_CANCELLED
+                    return
+                job.state = State.JOB_STATE_RUNNING
+                with open(out, "a") as f:
+                    proc = subprocess.Popen(
+                        [*container.command, *container.args],
+                        env=env,
+                        cwd=self.mount.parent,
+                        stdout=f,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                self.procs[name] = proc
+            rc = proc.wait()
+            with self.lock:
+                if name not in self._preempting:
+                    break
+                self._preempting.discard(name)
+                self.restarts[name] = self.restarts.get(name, 0) + 1
         if (self.mount / self.bucket).is_dir():
             gcs.upload(self.mount / self.bucket, f"gs://{self.bucket}", client)
         with self.lock:
@@ -130,10 +171,11 @@ class JobService:
                 job.state = State.JOB_STATE_SUCCEEDED
             else:
                 job.state = State.JOB_STATE_FAILED
+                status = 128 - rc if rc < 0 else rc  # killed by a signal: as a shell says it
                 job.error = {
                     "code": 3,
                     "message": f"The replica workerpool0-0 exited with a non-zero status of "
-                    f"{rc}. To find out more about why your job exited please check the logs",
+                    f"{status}. To find out more about why your job exited please check the logs",
                 }
 
     def output_path(self, name: str) -> Path:
@@ -193,6 +235,10 @@ class JobService:
                 self._send(404, json.dumps({"error": {"code": 404, "message": self.path}}))
 
             def do_GET(self):
+                if service.outage.is_set():
+                    service.reads_refused += 1
+                    msg = {"error": {"code": 503, "message": "down", "status": "UNAVAILABLE"}}
+                    return self._send(503, json.dumps(msg))
                 m = JOB.match(self._path())
                 if m and not m.group(2) and m.group(1) in service.jobs:
                     with service.lock:

@@ -391,3 +391,56 @@ def test_box_probs_without_tokens_for_a_label():
     tokens = answer_tokens(text, {"content": [{"token": text, "logprob": math.log(0.5)}]})
     (p,) = [box_probs(s, tokens) for s in parse_answer(text).spans]
     assert p.label == 1.0 and p.coords_min == pytest.approx(0.5) and p.objectness == 0.5
+
+
+# --------------------------------------------------------------------------- tiled models
+def test_boxes_merged_across_tiles_keep_their_probabilities(tok, tmp_path):
+    from PIL import Image
+
+    from drawtune.data.tiling import Tiling, convert_tiled_split
+    from drawtune.eval.calibrate import calibrate_answers
+    from drawtune.eval.merge_tiles import TileMerge, sheet_answers, sheet_predictions
+    from drawtune.eval.score import scoring_of
+    from drawtune.jsonio import dump_jsonl, load_jsonl
+
+    im = Image.new("L", (1000, 700), 255)
+    for x in range(0, 1000, 50):
+        im.paste(x % 256, (x, 0, x + 10, 700))
+    im.save(tmp_path / "big.png")
+    truth_boxes = [{"label": "note", "bbox": [250, 50, 450, 150]}]  # across a tile border
+    record = {"image": str(tmp_path / "big.png"), "sha256": "ab" * 32, "width": 1000,
+              "height": 700, "boxes": truth_boxes}  # fmt: skip
+    dump_jsonl([record], tmp_path / "val.jsonl")
+    spec = ResizeSpec(min_pixels=3136, max_pixels=200704)
+    tiling = Tiling(size=400, overlap=0.25, min_visible=0.5, whole=True)
+    out, man = tmp_path / "out.jsonl", tmp_path / "out.manifest.jsonl"
+    convert_tiled_split(tmp_path / "val.jsonl", "qwen3_vl", "Detect.", spec, tiling, out, man,
+                        tmp_path / "tiles")  # fmt: skip
+    rows, manifest = load_jsonl(out), load_jsonl(man)
+    # each view answers its true boxes (the note's halves in two tiles) and a wrong view box;
+    # the tiles are surer of the note (0.9) than the whole view (0.6), the wrong box is 0.3
+    results = []
+    for r, m in zip(rows, manifest, strict=True):
+        boxes = json.loads(r["messages"][1]["content"].strip("`json\n"))
+        answer = [(b["label"], b["bbox_2d"]) for b in boxes] + [("view", [900, 900, 990, 990])]
+        q = 0.9 if m["view"] == "tile" else 0.6
+        row = answer_row(tok, r["images"][0], answer, [q] * len(boxes) + [0.3])
+        results.append({**row, "images": [{"path": r["images"][0]}]})
+    (sheet,) = sheet_predictions(results, manifest, "qwen3_vl", spec, TileMerge())
+    assert sheet["logprobs"] and sheet["n_unscored_views"] == 0
+    note = next(b for b in sheet["boxes"] if b["label"] == "note")
+    # the merged note takes the tiles' score, 0.9 x 0.9, and their probabilities
+    assert note["score"] == pytest.approx(0.81) and note["p"]["label"] == pytest.approx(0.9)
+    truth = {
+        "images": [{"id": 1, "file_name": str(tmp_path / "big.png"), "width": 1000, "height": 700}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 2, "bbox": [250, 50, 200, 100],
+                         "area": 20000, "iscrowd": 0}],
+        "categories": CATS,
+    }  # fmt: skip
+    answers = sheet_answers([sheet], truth)
+    s = scoring_of(answers, truth, "label_coords_gmean")
+    assert s.metrics["scores"] == "label_coords_gmean" and s.metrics["map50"] == 1.0
+    c = calibrate_answers(answers, truth, "label_coords_gmean")
+    assert c["threshold"] == pytest.approx(0.81)  # the wrong boxes (0.09) fall below it
+    s = scoring_of(answers, truth, "label_coords_gmean", c["threshold"])
+    assert s.metrics["precision50"] < 1.0 and s.metrics["at_threshold"]["precision"] == 1.0

@@ -316,3 +316,27 @@ def test_a_hub_id_that_cannot_be_read_takes_the_safe_plan(tmp_path, monkeypatch)
 
     monkeypatch.setattr(job_plan, "hf_hub_download", offline)
     assert job_plan._shape("Qwen/Qwen3-VL-4B-Instruct", cache_dir=tmp_path) is None
+
+
+def test_causal_mask_is_on_unless_config_says_no():
+    assert plan(H200).causal_mask
+    assert not plan(H200, causal_mask=False).causal_mask
+    assert plan_training(AUTO, shape=None, tokens=1000, device="cpu", gpu_gib=None).causal_mask
+
+
+def test_vision_cache_takes_what_the_plan_leaves_free_from_the_second_epoch():
+    one_epoch = plan(H200)
+    assert one_epoch.vision_cache_gib == 0.0, "nothing is seen twice in one epoch"
+    p = plan(H200, epochs=3)
+    free = H200 * gpu_plan.USABLE - p.predicted_gib
+    assert p.vision_cache_gib == round(min(gpu_plan.MAX_VISION_CACHE_GIB, free), 1) > 0
+    # an L4 is full with the training itself: little or nothing left for the cache
+    small = plan(L4, epochs=3)
+    assert 0 <= small.vision_cache_gib <= L4 * gpu_plan.USABLE - small.predicted_gib + 0.05
+    assert plan(H200, epochs=3, vision_cache=False).vision_cache_gib == 0.0
+    assert plan(H200, epochs=3, vision_cache=5).vision_cache_gib == 5.0
+    assert plan(H200, epochs=3, freeze_vit=False).vision_cache_gib == 0.0, "a trained tower"
+    cpu = plan_training({**AUTO, "epochs": 3}, shape=None, tokens=1000, device="cpu", gpu_gib=None)
+    assert cpu.vision_cache_gib == 0.0
+    applied = p.apply({**AUTO, "epochs": 3})
+    assert applied["vision_cache_gib"] == p.vision_cache_gib and applied["causal_mask"]

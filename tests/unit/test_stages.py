@@ -38,7 +38,7 @@ def test_each_stage_says_how_its_arguments_travel():
         "tensorboard_out",
         "telemetry_out",
     ]
-    assert Train.fields_of("log") == ["log_path"] and Train.fields_of("scratch") == ["run_dir"]
+    assert Train.fields_of("log") == ["log_path"] and Train.fields_of("resume") == ["run_dir"]
     assert Merge.fields_of("model", "path") == ["base", "adapter"]
     assert Merge.fields_of("output") == ["merged_out"]
     assert Predict.fields_of("model", "jsonl") == ["model", "dataset"]
@@ -52,11 +52,13 @@ def test_a_stage_survives_the_jobs_task():
     assert from_task("train", task) == TRAIN
 
 
-def test_several_gpus_in_a_job_train_with_zero2_unless_the_experiment_says():
-    assert TRAIN.in_job(distributed=False) == TRAIN
-    assert TRAIN.in_job(distributed=True).train_cfg["extra_args"] == {"deepspeed": "zero2"}
-    own = TRAIN.replace(train_cfg={"extra_args": {"deepspeed": "zero3"}})
-    assert own.in_job(distributed=True).train_cfg["extra_args"] == {"deepspeed": "zero3"}
+def test_a_vertex_replica_other_than_the_chief_only_takes_part():
+    """The experiment's settings (its `deepspeed` too) travel unchanged; only the replica's
+    part differs."""
+    assert TRAIN.in_job(chief=True) == TRAIN
+    assert TRAIN.in_job(chief=False) == TRAIN.replace(follower=True)
+    for stage in (TRAIN.in_job(chief=True), TRAIN.in_job(chief=False)):
+        assert stage.train_cfg == TRAIN.train_cfg
 
 
 def test_unknown_stage_is_refused():

@@ -75,7 +75,12 @@ def test_fill_defaults_keeps_given_values_and_fills_siblings():
     assert out["experiments"]["b"]["tuner"] == "lora"
     # top-level defaults too, and nothing invented where the schema has no default
     assert out["split"] == {"val": 0.1, "test": 0.2, "salt": "drawtune"}
-    assert out["predict"] == {"batch_size": "auto", "max_new_tokens": 512}
+    assert out["predict"] == {
+        "batch_size": "auto",
+        "max_new_tokens": 512,
+        "logprobs": True,
+        "top_logprobs": 5,
+    }
     assert "model" not in out
     # the input is left alone
     assert given == {
@@ -125,6 +130,8 @@ def test_sft_command_is_explicit(tmp_path, family):
     assert flag(cmd, "--gradient_checkpointing") == "false"
     assert flag(cmd, "--lora_dtype") == "float32"
     assert "--use_liger_kernel" not in cmd
+    # the causal-only mask (drawtune.train.swift_plugin) is on by default, the plugin loaded
+    assert flag(cmd, "--external_plugins").endswith("drawtune/train/swift_plugin.py")
     assert flag(cmd, "--eval_strategy") == "no"
     assert "--val_dataset" not in cmd
     assert all(isinstance(x, str) for x in cmd)
@@ -148,6 +155,8 @@ def test_sft_command_takes_values_from_config(tmp_path):
     assert flag(cmd, "--val_dataset") == "data/val.jsonl"
     assert flag(cmd, "--eval_strategy") == "epoch"
     assert flag(cmd, "--lr_scheduler_type") == "cosine"
+    off = sft(tmp_path, causal_mask=False)
+    assert "--external_plugins" not in off, "no speed-up asked for: ms-swift as it is"
 
 
 def test_lora_flags_only_for_lora(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import tomllib
 
@@ -72,27 +73,109 @@ def test_job_spec_two_replicas_of_two_gpus():
     assert len(one["job_spec"]["worker_pool_specs"]) == 1
 
 
-def test_cluster_env_maps_vertex_replicas_to_torchrun():
+def test_only_the_chief_writes_outputs_and_the_log():
     spec = {
-        "cluster": {"workerpool0": ["cmle-chief:2222"], "workerpool1": ["w0:2222", "w1:2222"]},
-        "task": {"type": "workerpool1", "index": 1},
+        "cluster": {"workerpool0": ["cmle-chief:2222"], "workerpool1": ["w0:2222"]},
+        "task": {"type": "workerpool1", "index": 0},
     }
-    env = worker.cluster_env(json.dumps(spec), gpus=4)
-    assert env == {
-        "NNODES": "3",
-        "NODE_RANK": "2",
-        "MASTER_ADDR": "cmle-chief",
-        "MASTER_PORT": "2222",
-        "NPROC_PER_NODE": "4",
-    }
-    spec["task"] = {"type": "workerpool0", "index": 0}
-    assert worker.cluster_env(json.dumps(spec), gpus=4)["NODE_RANK"] == "0"
     single = {"cluster": {"workerpool0": ["h:1"]}, "task": {"type": "workerpool0", "index": 0}}
-    assert worker.cluster_env(json.dumps(single), gpus=2) == {"NPROC_PER_NODE": "2"}
-    assert worker.cluster_env(None, gpus=1) == {}
-    # only the chief writes outputs and the job's log
     assert worker.is_chief(None) and worker.is_chief(json.dumps(single))
-    assert not worker.is_chief(json.dumps({**spec, "task": {"type": "workerpool1", "index": 0}}))
+    assert not worker.is_chief(json.dumps(spec))
+
+
+def test_job_scheduling_from_the_rules_runtime_and_the_machines_strategy():
+    """Timeout = the rule's runtime; the whole job restarts when a worker does (the training
+    resumes from its checkpoints in the bucket); Spot or FLEX_START where the machine says."""
+    from google.cloud import aiplatform_v1
+
+    s = Settings(
+        **SETTINGS,
+        machines={
+            "train_adapter": Machine(strategy="SPOT"),
+            "predict_split": Machine(strategy="FLEX_START", max_wait_hours=2),
+        },
+    )
+    spec = vertex_job.job_spec(s, "train_adapter", "x", {}, "gs://b/o", timeout_s=1440 * 60)
+    assert spec["job_spec"]["scheduling"] == {
+        "restart_job_on_worker_restart": True,
+        "timeout": {"seconds": 86400},
+        "strategy": "SPOT",
+    }
+    job = aiplatform_v1.CustomJob(spec)  # what the client sends
+    sent = json.loads(aiplatform_v1.CustomJob.to_json(job, use_integers_for_enums=False))
+    sched = sent["jobSpec"]["scheduling"]
+    assert (sched["timeout"], sched["restartJobOnWorkerRestart"]) == ("86400s", True)
+    assert sched["strategy"] == "SPOT"
+    flex = vertex_job.job_spec(s, "predict_split", "x", {}, "gs://b/o", timeout_s=600)
+    assert flex["job_spec"]["scheduling"]["strategy"] == "FLEX_START"
+    assert flex["job_spec"]["scheduling"]["max_wait_duration"] == {"seconds": 7200}
+    assert s.machine("predict_split").queue_hours() == 2 and Machine().queue_hours() == 0
+    plain = vertex_job.job_spec(Settings(**SETTINGS, restart_job_on_worker_restart=False),
+                                "merge_adapter", "x", {}, "gs://b/o")  # fmt: skip
+    assert plain["job_spec"]["scheduling"] == {"restart_job_on_worker_restart": False}
+
+
+def test_boot_disk_type_by_machine_family_or_setting():
+    def disk(**machine):
+        s = Settings(**SETTINGS, machines={"train_adapter": Machine(**machine)})
+        pool = vertex_job.job_spec(s, "train_adapter", "x", {}, "gs://b/o")["job_spec"]
+        return pool["worker_pool_specs"][0]["disk_spec"]["boot_disk_type"]
+
+    assert disk(machine_type="a2-highgpu-1g") == "pd-ssd"
+    assert disk(machine_type="a3-highgpu-8g") == "pd-ssd"
+    # A3 Ultra, A4 and A4X take no Persistent Disk
+    assert disk(machine_type="a3-ultragpu-8g") == "hyperdisk-balanced"
+    assert disk(machine_type="a4-highgpu-8g") == "hyperdisk-balanced"
+    assert disk(machine_type="a4x-highgpu-4g") == "hyperdisk-balanced"
+    assert disk(machine_type="a3-ultragpu-8g", boot_disk_type="pd-standard") == "pd-standard"
+
+
+def test_unknown_strategy_is_refused(tmp_path):
+    f = tmp_path / "v.yaml"
+    f.write_text(yaml.safe_dump({**SETTINGS, "machines": {"train_adapter": {"strategy": "spot"}}}))
+    with pytest.raises(StageError, match=r"machines.train_adapter.strategy: 'spot' is not one of"):
+        Settings.load(f)
+
+
+def test_each_working_copy_stages_under_its_own_run_id(tmp_path):
+    """run_id left empty: two clones with the same folder name, or a copy of one, never share a
+    staging folder; one copy keeps its own from run to run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from drawtune.vertex.settings import own_run_id
+
+    a, b = tmp_path / "x" / "drawtune", tmp_path / "y" / "drawtune"
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    s = Settings(**SETTINGS)
+    with ThreadPoolExecutor(4) as pool:  # three rules staging at once agree on one
+        ids = set(pool.map(lambda _: own_run_id(a), range(8)))
+    assert len(ids) == 1
+    first = ids.pop()
+    assert re.fullmatch(r"drawtune-[0-9a-f]{8}", first)
+    assert own_run_id(a) == first
+    assert s.run_uri(a) == f"gs://{SETTINGS['bucket']}/drawtune/{first}"
+    assert own_run_id(b) not in (first, None)
+    copy = tmp_path / "z" / "drawtune"
+    shutil.copytree(a, copy)  # its record names the original's folder
+    assert own_run_id(copy) != first and own_run_id(a) == first
+    assert Settings(**SETTINGS, run_id="shared").run_uri(a).endswith("/drawtune/shared")
+
+
+def test_settings_file_found_from_the_working_directory_or_the_workflow(tmp_path, monkeypatch):
+    from drawtune.smk import settings_file
+
+    repo, elsewhere = tmp_path / "repo", tmp_path / "data"
+    (repo / "profiles/vertex").mkdir(parents=True)
+    (repo / "profiles/vertex/vertex.yaml").write_text("x")
+    elsewhere.mkdir()
+    rel = "profiles/vertex/vertex.yaml"
+    assert settings_file(rel, repo, repo) == repo / rel
+    assert settings_file(rel, elsewhere, repo) == repo / rel  # --directory data
+    monkeypatch.setenv("SITE", str(repo))
+    assert settings_file("$SITE/profiles/vertex/vertex.yaml", elsewhere, None) == repo / rel
+    with pytest.raises(StageError, match="no file"):
+        settings_file("vertex.yaml", elsewhere, repo)
 
 
 def test_paths_between_gcs_and_mount(monkeypatch):
@@ -184,3 +267,94 @@ def test_ctrl_c_while_the_state_is_read_cancels_the_job():
     with pytest.raises(StageError, match="cancelled \\(SIGINT\\)"):
         vertex_job.wait_for(client, "projects/p/locations/r/customJobs/1", 0.01)
     assert client.cancelled == ["projects/p/locations/r/customJobs/1"]
+
+
+class _Clock:
+    """time.monotonic and time.sleep of a test: sleeping advances the clock at once."""
+
+    def __init__(self):
+        self.now, self.sleeps = 1000.0, []
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, s):
+        self.sleeps.append(s)
+        self.now += s
+
+
+class _Unreachable:
+    """A JobService that does not answer for ``down`` reads, then says the job succeeded."""
+
+    def __init__(self, down):
+        self.down, self.reads, self.cancelled = down, 0, []
+
+    def get_custom_job(self, name):
+        self.reads += 1
+        if self.reads <= self.down:
+            raise ConnectionError("Network is unreachable")
+        return _Job("JOB_STATE_SUCCEEDED")
+
+    def cancel_custom_job(self, name):
+        self.cancelled.append(name)
+
+
+def test_lost_contact_backs_off_and_never_cancels(monkeypatch, caplog):
+    """Vertex unreachable for 8 reads: the launcher waits with doubling pauses (capped), says in
+    the log that the job is not cancelled, and picks the job up again when Vertex answers."""
+    clock = _Clock()
+    monkeypatch.setattr(vertex_job.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(vertex_job.time, "sleep", clock.sleep)
+    caplog.set_level("INFO", logger="drawtune")
+    client = _Unreachable(down=8)
+    job = vertex_job.wait_for(client, "projects/p/locations/r/customJobs/1", 30, patience_s=7200)
+    assert job.state.name == "JOB_STATE_SUCCEEDED" and client.cancelled == []
+    waited = sum(clock.sleeps)
+    assert 30 + 60 + 120 + 240 + 300 * 4 == waited  # 30 s doubling, at most 300 s a pause
+    assert "The job is NOT cancelled" in caplog.text
+    assert "Vertex AI answers again" in caplog.text
+
+
+def test_contact_lost_past_the_jobs_timeout_fails_the_rule_without_a_cancel(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(vertex_job.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(vertex_job.time, "sleep", clock.sleep)
+    client = _Unreachable(down=10**6)
+    with pytest.raises(StageError, match="it was not cancelled and has ended by its timeout"):
+        vertex_job.wait_for(client, "projects/p/locations/r/customJobs/1", 30, patience_s=3600)
+    assert client.cancelled == []
+    assert 3600 <= sum(clock.sleeps) < 3600 + vertex_job.MAX_BACKOFF_S
+
+
+def test_worker_log_reaches_the_bucket_while_the_stage_runs(tmp_path):
+    src, dest = tmp_path / "worker.log", tmp_path / "gcs" / "b" / "job" / "worker.log"
+    src.write_text("line 1\n")
+    copier = worker.LogCopier(src, dest, every=0.05).start()
+    try:
+        deadline = __import__("time").monotonic() + 30
+        while not (dest.is_file() and dest.read_text() == "line 1\n"):
+            assert __import__("time").monotonic() < deadline, "no copy while running"
+            __import__("time").sleep(0.02)
+        with open(src, "a") as f:
+            f.write("line 2\n")
+    finally:
+        copier.stop()
+    assert dest.read_text() == "line 1\nline 2\n"  # the last lines, copied when stopped
+
+
+def test_a_restarted_worker_keeps_the_earlier_attempts_log(tmp_path, monkeypatch):
+    """A worker started again in the same job (after a preemption) finds the earlier attempt's
+    log in the bucket and continues it; its scratch folder is the same (same task)."""
+    monkeypatch.setenv(worker.MOUNT_ENV, str(tmp_path / "gcs"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    monkeypatch.delenv("CLUSTER_SPEC", raising=False)
+    (tmp_path / "tmp").mkdir()
+    task = {"stage": "export", "kwargs": {}, "log": "gs://b/run/vertex/x/worker.log"}
+    log = tmp_path / "gcs/b/run/vertex/x/worker.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("attempt 1: step 7\n")
+    assert worker.scratch_dir(task) == worker.scratch_dir(json.loads(json.dumps(task)))
+    assert worker.worker(task) == 1  # an unknown stage: the attempt fails at once
+    text = log.read_text()
+    assert text.startswith("attempt 1: step 7\n" + worker.RESTARTED)
+    assert "unknown stage 'export'" in text

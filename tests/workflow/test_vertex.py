@@ -23,9 +23,10 @@ from drawtune.coords import ResizeSpec
 from drawtune.errors import StageError
 from drawtune.jsonio import load_jsonl
 from drawtune.train.stages import Merge
+from drawtune.vertex import gcs, staging
 from drawtune.vertex import job as vertex_job
-from drawtune.vertex import staging
 from drawtune.vertex.settings import Settings
+from drawtune.vertex.worker import RESTARTED
 
 CANARY = "hf_canary_9f8e7d6c5b4a"
 
@@ -156,7 +157,13 @@ def vertex_copy(finished: Path, dest: Path, service, run_id: str) -> Path:
     for gone in ("train", "merged", "predictions/demo", "metrics/demo", "report"):
         shutil.rmtree(dest / "results" / gone, ignore_errors=True)
     settings = yaml.safe_load((dest / "profiles/vertex/vertex.yaml").read_text())
-    settings.update(SETTINGS, run_id=run_id, poll_seconds=0.2, api_endpoint=service.endpoint)
+    settings.update(
+        SETTINGS,
+        run_id=run_id,
+        poll_seconds=0.2,
+        log_copy_seconds=1,
+        api_endpoint=service.endpoint,
+    )
     (dest / "profiles/vertex/vertex.yaml").write_text(yaml.safe_dump(settings))
     return dest
 
@@ -205,6 +212,11 @@ def test_workflow_on_vertex(finished_workflow, cloud, tmp_path):
         assert pool.machine_spec.accelerator_type.name == shipped.accelerator_type
         assert pool.machine_spec.accelerator_count == 1 and pool.replica_count == 1
         assert pool.container_spec.image_uri == SETTINGS["image"]
+        assert pool.disk_spec.boot_disk_type == "pd-ssd"  # the family's (a2, g2)
+        # the job's timeout is the rule's runtime (minutes); a worker restart restarts the job
+        runtime = {"train_adapter": 1440, "merge_adapter": 120, "predict_split": 240}[rule]
+        assert job.job_spec.scheduling.timeout.total_seconds() == runtime * 60
+        assert job.job_spec.scheduling.restart_job_on_worker_restart
         assert list(pool.container_spec.command) == ["drawtune", "worker"]
         assert {e.name: e.value for e in pool.container_spec.env} == {"PYTHONUNBUFFERED": "1"}
         assert job.job_spec.service_account == SETTINGS["service_account"]
@@ -221,6 +233,11 @@ def test_workflow_on_vertex(finished_workflow, cloud, tmp_path):
     assert train["kwargs"]["base"] == f"{run}/resources/models/tiny-qwen3_vl"
     assert train["kwargs"]["adapter_out"] == f"{run}/results/train/demo/adapter"
     assert train["kwargs"]["train_cfg"]["tuner"] == "full"
+    # the checkpoints stay in the bucket, beside the staged inputs, where a restart finds them
+    assert train["kwargs"]["run_dir"] == f"{run}/results/train/demo/run"
+    names = gcs.list_names(f"{run}/results/train/demo/run")
+    assert any(re.fullmatch(r"checkpoint-\d+/trainer_state\.json", n) for n in names), names
+    assert not (wd / "results/train/demo/run").exists()  # never downloaded
     predict_demo = json.loads(jobs[1].job_spec.worker_pool_specs[0].container_spec.args[0])
     assert predict_demo["kwargs"]["model"] == f"{run}/results/merged/demo"
     assert predict_demo["kwargs"]["logprobs"] is True  # box scores travel to the job
@@ -326,3 +343,97 @@ def test_job_cancelled_in_the_console_fails_the_rule(finished_workflow, cloud, t
     assert "last lines of the vertex job's log" in rule_log
     assert "stage train stopped by SIGTERM (job cancelled or preempted)" in rule_log
     assert not (wd / "results/train/demo/logging.jsonl").exists()
+
+
+def test_lost_contact_with_vertex_cancels_nothing(cloud, caplog):
+    """Vertex's JobService answers 503 for a while (the real client's errors): the launcher
+    keeps watching with pauses and finds the job again; nothing is cancelled."""
+    import threading
+
+    name = submit(cloud, ["sleep", "4"])
+    wait_state(cloud, name, "JOB_STATE_RUNNING")
+    cloud.outage.set()
+    threading.Timer(2.5, cloud.outage.clear).start()
+    caplog.set_level("INFO", logger="drawtune")
+    settings = Settings(**SETTINGS, api_endpoint=cloud.endpoint)
+    job = vertex_job.wait_for(vertex_job.job_client(settings), name, 0.2, patience_s=120)
+    assert job.state.name == "JOB_STATE_SUCCEEDED"
+    assert cloud.reads_refused >= 2 and name not in cloud.cancelled
+    assert "The job is NOT cancelled" in caplog.text and "answers again" in caplog.text
+
+
+def _mount_file(cloud, uri: str) -> Path:
+    return cloud.mount / uri[len("gs://") :]
+
+
+@pytest.mark.workflow
+def test_preempted_training_resumes_from_its_checkpoint_in_the_bucket(
+    finished_workflow, cloud, tmp_path
+):
+    """The worker is killed mid-training without warning (a Spot preemption) and started again
+    in the same job: it resumes from the last complete checkpoint in the bucket, the step
+    counter goes on from there, and the rule succeeds without a second job."""
+    wd = vertex_copy(finished_workflow, tmp_path / "wf", cloud, "preempt")
+    variant = tmp_path / "variant.yaml"
+    cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
+    demo = {**cfg["experiments"]["demo"], "batch_size": 1, "save_steps": 2}
+    variant.write_text(yaml.safe_dump({"experiments": {"demo": demo}}))
+    before = set(cloud.jobs)
+    proc = vertex_snakemake(
+        wd, "results/train/demo/adapter", "--configfile", "config/config.yaml", str(variant)
+    )
+    name = cloud.wait_running(skip=before)
+    run = _mount_file(cloud, f"gs://{BUCKET}/drawtune/preempt/results/train/demo/run")
+    deadline = time.monotonic() + 300
+    while not list(run.glob("checkpoint-*/trainer_state.json")):
+        assert time.monotonic() < deadline and proc.poll() is None, "no checkpoint in the bucket"
+        time.sleep(0.2)
+    cloud.preempt(name)
+    rc, out = finish(proc)
+    assert rc == 0, out[-4000:]
+    assert cloud.restarts.get(name) == 1 and set(cloud.jobs) - before == {name}
+    text = _mount_file(
+        cloud, f"gs://{BUCKET}/drawtune/preempt/vertex/train_adapter/demo/worker.log"
+    )
+    log = text.read_text()
+    first, _, second = log.partition(RESTARTED)
+    assert second, log[-3000:]
+    m = re.search(r"resuming from \S*/checkpoint-(\d+)", second)
+    assert m, second[-3000:]
+    resumed_at = int(m.group(1))
+    steps = [int(a) for a, _ in re.findall(r"'global_step/max_steps': '(\d+)/(\d+)'", second)]
+    assert steps and steps[0] == resumed_at + 1, steps[:3]  # not from step 1
+    max_steps = int(re.findall(r"'global_step/max_steps': '\d+/(\d+)'", second)[0])
+    state = json.loads((wd / "results/train/demo/adapter/trainer_state.json").read_text())
+    assert state["global_step"] == max_steps > resumed_at
+
+
+@pytest.mark.workflow
+def test_worker_killed_without_warning_leaves_its_log_tail_in_the_rule_log(
+    finished_workflow, cloud, tmp_path
+):
+    """SIGKILL of the worker (the OOM killer) leaves no time for a last copy: the log copied
+    while it ran reaches the bucket, and its tail the rule's log."""
+    wd = vertex_copy(finished_workflow, tmp_path / "wf", cloud, "killed")
+    before = set(cloud.jobs)
+    proc = vertex_snakemake(wd, "results/train/demo/adapter")
+    name = cloud.wait_running(skip=before)
+    job_log = _mount_file(
+        cloud, f"gs://{BUCKET}/drawtune/killed/vertex/train_adapter/demo/worker.log"
+    )
+    deadline = time.monotonic() + 180
+    while not (job_log.is_file() and "running: " in job_log.read_text()):
+        assert time.monotonic() < deadline and proc.poll() is None, (
+            "the log never reached the bucket while the worker ran"
+        )
+        time.sleep(0.1)
+    cloud.kill(name)
+    # what had reached the bucket when the worker died (no copy can follow a SIGKILL)
+    copied = [line for line in job_log.read_text().splitlines() if line.strip()]
+    rc, out = finish(proc)
+    assert rc != 0
+    assert "exited with a non-zero status of 137" in out
+    rule_log = (wd / "logs/train_adapter/demo.log").read_text()
+    assert "last lines of the vertex job's log" in rule_log
+    tail = rule_log.split("last lines of the vertex job's log", 1)[1]
+    assert copied[-1] in tail, (copied[-3:], tail[-2000:])
