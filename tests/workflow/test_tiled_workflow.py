@@ -170,7 +170,8 @@ def test_drawtune_predict_tiles_with_the_tiling_recorded_next_to_the_model(tiled
         p = subprocess.run([*cli, *args], cwd=wd, capture_output=True, text=True)
         assert p.returncode == 0, p.stderr[-3000:]
         row = json.loads(p.stdout.strip().splitlines()[0])
-        assert set(row) == {"image", "parsed", "boxes"}
+        # boxes kept by the model's threshold, all of them, and how they were scored
+        assert set(row) == {"image", "parsed", "boxes", "raw_boxes", "scores", "threshold"}
         full = load_jsonl(wd / args[0] / "predictions.jsonl")[0]
         assert full["n_views"] == 5 and len(full["response"]) == 5
         for b in row["boxes"]:
