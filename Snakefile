@@ -11,11 +11,13 @@
 #   train/<experiment>/{adapter/,logging.jsonl,telemetry.jsonl,tensorboard/}  weights, curves
 #   train/<experiment>/run/                                     checkpoints a rerun resumes from
 #   merged/<experiment>/                                        model ready for inference
-#   predictions/<experiment|base>/test.jsonl                    swift infer results
-#   predictions/<experiment>/test.sheets.jsonl                  a tiled model's, merged on sheets
+#   predictions/<experiment|base>/{val,test}.jsonl             swift infer results, logprobs
+#   predictions/<experiment>/{val,test}.sheets.jsonl            a tiled model's, merged on sheets
+#   train/<experiment|base>/confidence.json                     box score and threshold (val)
 #   metrics/<experiment|base>/test.json, test.details.jsonl     COCO or classification metrics
 #   report/{metrics,home,compare,data,provenance}.html          the report's pages: leaderboard,
 #   report/models/<model>.html, report/gallery/<model>.html     its first page, per model, data
+#   metrics/<experiment|base>/test.curves.json                  PR curves, score reliability
 # resources/synth[-classify]/<dataset>/, resources/models/tiny-<family>/  demo data, models
 # resources/normalised/<dataset>/, resources/cache/<dataset>/   converted pages, image facts
 # resources/splits/[classify/<dataset>/]ledger.json            where each drawing was split
@@ -57,6 +59,7 @@ localrules:
     split_classify,
     convert_annotations,
     merge_tiles,
+    calibrate_scores,
     score_detections,
     score_classification,
     report_leaderboard,
@@ -65,6 +68,7 @@ localrules:
     report_data,
     report_provenance,
     report_leakage,
+    report_confidence,
 
 
 rule all:

@@ -23,9 +23,18 @@ from .data.split import unique_images
 from .data.synth import write_dataset
 from .data.validate import check_not_empty, check_rejects, dataset_rules, read_checked
 from .errors import DrawtuneError
-from .eval.score import score
+from .eval.confidence import DEFAULT_VARIANT, VARIANTS
+from .eval.score import evaluate_answers
 from .jsonio import dump_jsonl, load_jsonl, write_json
-from .serve import deploy_command, describe, predict_images, resolve, serve_env, tiling_of
+from .serve import (
+    confidence_of,
+    deploy_command,
+    describe,
+    predict_images,
+    resolve,
+    serve_env,
+    tiling_of,
+)
 from .train.device import detect_device
 from .train.estimate import (
     EstimateError,
@@ -107,9 +116,12 @@ def cmd_convert(a) -> int:
 
 def cmd_score(a) -> int:
     truth = json.loads(Path(a.truth).read_text())
-    metrics, details = score(load_jsonl(a.results), truth, a.family, _spec(a))
-    write_json(metrics, a.out)
-    print(json.dumps({k: metrics[k] for k in ("map", "map50", "f1_50", "n_unparseable")}))
+    s = evaluate_answers(
+        load_jsonl(a.results), truth, a.family, _spec(a), variant=a.score, threshold=a.threshold
+    )
+    write_json(s.metrics, a.out)
+    keys = ("map", "map50", "map50_unscored", "f1_50", "scores", "n_unparseable")
+    print(json.dumps({k: s.metrics[k] for k in keys}))
     return 0
 
 
@@ -158,6 +170,14 @@ def cmd_serve(a) -> int:
             "drawtune.serve.ask() sends a drawing's tiles and whole view and merges the boxes",
             flush=True,
         )
+    if target.settings.get("task") == "detect":
+        for name in target.names:
+            c = confidence_of(name)
+            print(
+                f"{name}: box scores {c['scores'] if c else 'none'}, threshold "
+                f"{c['threshold'] if c else None} (drawtune.serve.ask drops boxes below it)",
+                flush=True,
+            )
     print(" ".join(cmd), flush=True)
     proc = subprocess.Popen(
         resolve_command(cmd), env=serve_env(target.settings, target.model, a.device)
@@ -177,7 +197,18 @@ def cmd_predict(a) -> int:
     try:
         cfg = load_config(a.config)
         model = a.model or resolve(cfg, [a.experiment]).model  # `base`: the base model
-        rows = predict_images(cfg, model, a.images, a.out, device=a.device, experiment=a.experiment)
+        # the model's box score and threshold: a --model folder's own, else the experiment's
+        confidence = confidence_of(a.experiment, model_dir=a.model)
+        rows = predict_images(
+            cfg,
+            model,
+            a.images,
+            a.out,
+            device=a.device,
+            experiment=a.experiment,
+            confidence=confidence,
+            threshold=a.threshold,
+        )
     except DrawtuneError as e:
         print(f"drawtune predict: {e}", file=sys.stderr)
         return 2
@@ -314,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", required=True)
     p.add_argument("--family", choices=FAMILIES, required=True)
     p.add_argument("--out", required=True)
+    p.add_argument(
+        "--score",
+        choices=tuple(VARIANTS),
+        default=DEFAULT_VARIANT,
+        help="box score from the rows' logprobs (rows without them: every box 1.0)",
+    )
+    p.add_argument("--threshold", type=float, help="also report P/R/F1 of boxes scored above")
     _resize_flags(p)
     p.set_defaults(func=cmd_score)
 
@@ -346,6 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="PNG/JPEG/TIFF/PDF (page: file.pdf#2)")
     p.add_argument("--experiment", default="base", help="an experiment's merged model, or base")
     p.add_argument("--model", help="a model directory instead of an experiment's")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="keep boxes scored at or above this (default: the model's, chosen on the "
+        "validation split; 0 keeps every box)",
+    )
     p.add_argument("--config", default=paths.CONFIG)
     p.add_argument("--out", default=paths.ADHOC)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

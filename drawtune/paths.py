@@ -40,6 +40,9 @@ SWIFT_TILES = SWIFT + "/{split}.tiles"  # a tiled model's view images (empty for
 TRAIN = "results/train/{experiment}"
 ADAPTER = TRAIN + "/adapter"
 CHECKPOINTS = TRAIN + "/run"  # ms-swift's run: what an interrupted training resumes from
+# a model's box score and threshold, chosen on the validation split (rule calibrate_scores);
+# beside the adapter, and for an untrained model (base, tuner none) alone in its folder
+CONFIDENCE = "results/train/{model}/confidence.json"
 MERGED = "results/merged/{experiment}"
 PREDICTIONS = "results/predictions/{model}"
 SHEET_PREDICTIONS = PREDICTIONS + "/{split}.sheets.jsonl"  # a tiled model's, merged on sheets
@@ -62,6 +65,11 @@ def checkpoints(experiment: str, root=".") -> Path:
     """An experiment's checkpoint folder: ms-swift's run, kept so that an interrupted run
     resumes (rule train_adapter; not an output, Snakemake would delete it on failure)."""
     return Path(root) / CHECKPOINTS.format(experiment=experiment)
+
+
+def confidence(model: str, root=".") -> Path:
+    """A model's box score and threshold (rule calibrate_scores)."""
+    return Path(root) / CONFIDENCE.format(model=model)
 
 
 def merged(experiment: str, root=".") -> Path:

@@ -28,9 +28,11 @@ from .coords import ResizeSpec
 from .data.images import ImageProblem, inspect
 from .data.tiling import image_views, model_tiling
 from .errors import DrawtuneError
+from .eval.calibrate import MODEL_FILE, read_confidence
+from .eval.confidence import DEFAULT_VARIANT, NO_SCORES, token_entries
 from .eval.merge_tiles import TileMerge, merged_answer
 from .eval.parse_class import parse_class
-from .eval.score import pixel_boxes
+from .eval.score import box_rows, kept_rows, scored_boxes
 from .jsonio import dump_jsonl, load_jsonl
 from .report.drawings import draw_predicted
 from .train import swift_cmd
@@ -123,13 +125,68 @@ def serve_env(s: dict, model: str, device: str = "cpu") -> dict:
     return swift_cmd.child_env(env)
 
 
-def answer(text: str | None, s: dict, width: int, height: int) -> dict:
-    """One answer read as the model's task: boxes in the drawing's pixels, or a class."""
+def confidence_of(experiment: str, model_dir=None, root=".") -> dict | None:
+    """The box score and threshold a model was calibrated with: a model folder's own
+    ``drawtune-confidence.json`` (a model given by path), else the workflow's
+    ``results/train/<experiment>/confidence.json``; None when there is none."""
+    if model_dir is not None:
+        return read_confidence(Path(model_dir) / MODEL_FILE)
+    return read_confidence(paths.confidence(experiment, root))
+
+
+def answer(
+    text: str | None,
+    s: dict,
+    width: int,
+    height: int,
+    logprobs=None,
+    confidence: dict | None = None,
+    threshold: float | None = None,
+) -> dict:
+    """One answer read as the model's task: boxes in the drawing's pixels, or a class.
+
+    A detection answer with ``logprobs`` (ms-swift's field, or the OpenAI client's
+    ``choice.logprobs``) scores its boxes with the model's ``confidence`` (its box score and
+    threshold): ``boxes`` are those scored at or above the threshold (``threshold`` overrides
+    it), ``raw_boxes`` all of them. Without log-probabilities every box is kept unscored
+    (``scores: none``)."""
     if s["task"] == "classify":
         label = parse_class(text, s["classes"])
         return {"parsed": label is not None, "label": label}
-    parsed, boxes = pixel_boxes(text, s["family"], width, height, spec_of(s))
-    return {"parsed": parsed.ok, "boxes": boxes}
+    parsed, boxes, usable = scored_boxes(text, s["family"], width, height, spec_of(s), logprobs)
+    variant = (confidence or {}).get("scores", DEFAULT_VARIANT)
+    usable = usable and token_entries(logprobs) is not None and variant != NO_SCORES
+    rows = box_rows(boxes, variant if usable else None)
+    return {"parsed": parsed.ok, **thresholded(rows, usable, variant, confidence, threshold)}
+
+
+def thresholded(rows, usable: bool, variant: str, confidence: dict | None, threshold) -> dict:
+    """``boxes`` (the rows scored at or above the threshold: ``threshold``, else the model's),
+    ``raw_boxes`` (all of them), ``scores`` and ``threshold`` as applied; without usable
+    log-probabilities every box is kept (``scores: none``)."""
+    if not usable:
+        variant, threshold = NO_SCORES, None
+    elif threshold is None:
+        threshold = (confidence or {}).get("threshold")
+    return {
+        "boxes": kept_rows(rows, threshold),
+        "raw_boxes": rows,
+        "scores": variant,
+        "threshold": threshold,
+    }
+
+
+def tiled_answer(texts, views, s: dict, logprobs, confidence, threshold) -> dict:
+    """A tiled model's answers for one drawing merged on it (drawtune.eval.merge_tiles),
+    scored and thresholded as :func:`answer` does."""
+    variant = (confidence or {}).get("scores", DEFAULT_VARIANT)
+    merged_with = variant if variant != NO_SCORES else DEFAULT_VARIANT
+    got = merged_answer(texts, views, s["family"], spec_of(s), tile_merge(s), logprobs, merged_with)
+    usable = got.pop("scored") and variant != NO_SCORES
+    rows = [{k: b[k] for k in ("label", "bbox", "score", "p") if k in b} for b in got["boxes"]]
+    if not usable:
+        rows = [{"label": b["label"], "bbox": b["bbox"]} for b in rows]
+    return {**got, **thresholded(rows, usable, variant, confidence, threshold)}
 
 
 def image_message(path, prompt: str) -> list[dict]:
@@ -147,31 +204,58 @@ def image_message(path, prompt: str) -> list[dict]:
     ]
 
 
-def ask(client, model: str, image, cfg: dict, max_tokens: int | None = None) -> dict:
+def logprob_request(cfg: dict, s: dict) -> dict:
+    """What a detection model is asked for besides the answer: every token's log-probability
+    and the top alternatives (predict.logprobs, predict.top_logprobs)."""
+    p = cfg["predict"]
+    if s["task"] != "detect" or not p.get("logprobs"):
+        return {}
+    return {"logprobs": True, "top_logprobs": p.get("top_logprobs") or None}
+
+
+def ask(
+    client,
+    model: str,
+    image,
+    cfg: dict,
+    max_tokens: int | None = None,
+    root=".",
+    threshold: float | None = None,
+) -> dict:
     """Boxes (or the class, for a classification experiment) for one drawing from a running
-    server, through an ``openai.OpenAI`` client; ``model`` is a served experiment name."""
+    server, through an ``openai.OpenAI`` client; ``model`` is a served experiment name. Boxes
+    are scored from the answer's log-probabilities and those below the experiment's threshold
+    (``results/train/<model>/confidence.json`` under ``root``, or ``threshold``) are dropped
+    from ``boxes`` and kept in ``raw_boxes``."""
     s = settings(cfg, model)
     facts = _facts(image)
     trained = s["base_path"] if s["tuner"] == "none" else paths.merged(model)
     tiling = tiling_of(trained, s)  # a tiled model is asked about each view, merged here
+    extra = logprob_request(cfg, s)
     with tempfile.TemporaryDirectory(prefix="drawtune-ask-") as tmp:
         views = image_views(
             facts.path, facts.width, facts.height, tiling, s["family"], spec_of(s), tmp
         )
-        texts = []
+        texts, logprobs = [], []
         for v in views:
             reply = client.chat.completions.create(
                 model=model,
                 messages=image_message(v["image"], s["prompt"]),
                 max_tokens=max_tokens or cfg["predict"]["max_new_tokens"],
                 temperature=0,
+                **{k: v for k, v in extra.items() if v is not None},
             )
-            texts.append(reply.choices[0].message.content)
+            choice = reply.choices[0]
+            texts.append(choice.message.content)
+            lp = getattr(choice, "logprobs", None)
+            logprobs.append(lp.model_dump() if extra and lp is not None else None)
+    confidence = confidence_of(model, root=root) if s["task"] == "detect" else None
     if tiling:
-        got = merged_answer(texts, views, s["family"], spec_of(s), tile_merge(s))
+        got = tiled_answer(texts, views, s, logprobs, confidence, threshold)
         return {"image": str(image), **got, "response": texts}
     text = texts[0]
-    return {"image": str(image), **answer(text, s, facts.width, facts.height), "response": text}
+    got = answer(text, s, facts.width, facts.height, logprobs[0], confidence, threshold)
+    return {"image": str(image), **got, "response": text}
 
 
 def tiling_of(model, s: dict):
@@ -206,14 +290,20 @@ def predict_images(
     log_path=None,
     device: str = "cpu",
     experiment: str = "base",
+    confidence: dict | None = None,
+    threshold: float | None = None,
 ) -> list[dict]:
     """Answers for a few drawings with ``swift infer``, with the family, image size and
     prompt of ``experiment``; writes ``<stem>.png`` overlays and ``predictions.jsonl`` under
-    ``out_dir`` and returns one row per drawing."""
+    ``out_dir`` and returns one row per drawing. A detection model is asked for its tokens'
+    log-probabilities: its boxes are scored with ``confidence`` (the model's box score and
+    threshold, :func:`confidence_of`), those below the threshold (or ``threshold``) are
+    left out of ``boxes`` and of the picture and kept in ``raw_boxes``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     s = settings(cfg, experiment)
     family = s["family"]
+    extra = logprob_request(cfg, s)
     facts = [_facts(i, out_dir / "pages") for i in images]
     tiling = tiling_of(model, s)  # a tiled model answers each view; merged per drawing below
     with tempfile.TemporaryDirectory(prefix="drawtune-predict-") as tmp:
@@ -242,6 +332,8 @@ def predict_images(
             batch_size=cfg["predict"]["batch_size"],
             max_new_tokens=cfg["predict"]["max_new_tokens"],
             device=device,
+            logprobs=bool(extra),
+            top_logprobs=extra.get("top_logprobs") or 0,
         )
         log = Path(log_path) if log_path else out_dir / "predict.log"
         with log.open("w") as fh:
@@ -259,13 +351,14 @@ def predict_images(
     out = []
     for image, f, vs in zip(images, facts, views, strict=True):
         texts = [r.get("response") for r in rows[: len(vs)]]
+        logprobs = [r.get("logprobs") for r in rows[: len(vs)]]
         rows = rows[len(vs) :]
         if tiling:
             text = texts
-            got = merged_answer(texts, vs, family, spec_of(s), tile_merge(s))
+            got = tiled_answer(texts, vs, s, logprobs, confidence, threshold)
         else:
             text = texts[0]
-            got = answer(text, s, f.width, f.height)
+            got = answer(text, s, f.width, f.height, logprobs[0], confidence, threshold)
         name, _, page = str(image).partition("#")
         picture = out_dir / f"{Path(name).stem}{'_p' + page if page else ''}.png"
         if "boxes" in got:
@@ -277,5 +370,5 @@ def predict_images(
 
 
 def describe(rows: list[dict]) -> str:
-    keys = ("image", "parsed", "boxes", "label")
+    keys = ("image", "parsed", "boxes", "raw_boxes", "scores", "threshold", "label")
     return "\n".join(json.dumps({k: r[k] for k in keys if k in r}) for r in rows)

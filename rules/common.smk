@@ -225,6 +225,35 @@ def model_path_for(wildcards):
     return rules.merge_adapter.output.model.format(experiment=wildcards.model)
 
 
+def predict_settings(wildcards):
+    """What a prediction is asked with: detection models also for every token's
+    log-probability (box scores), when predict.logprobs is on."""
+    p = config["predict"]
+    out = {"batch_size": p["batch_size"], "max_new_tokens": p["max_new_tokens"]}
+    if SETTINGS[wildcards.model]["task"] == "detect" and p["logprobs"]:
+        out.update(logprobs=True, top_logprobs=p["top_logprobs"])
+    return out
+
+
+def validation_answers(field):
+    """An input function of calibrate_scores: the model's answers on the validation split
+    (results; a tiled model's merged on the sheets) and its sizes (manifest); none when
+    predict.logprobs is off (nothing to score the boxes with)."""
+
+    def get(wildcards):
+        if not config["predict"]["logprobs"]:
+            return []
+        if field == "results" and wildcards.model in TILED:
+            return rules.merge_tiles.output.sheets.format(model=wildcards.model, split="val")
+        if field == "results":
+            return rules.predict_split.output.results.format(
+                model=wildcards.model, split="val"
+            )
+        return swift_data("val", "manifest")(wildcards)
+
+    return get
+
+
 def classify_truth(wildcards):
     s = SETTINGS[wildcards.model]
     return rules.split_classify.output.test.format(dataset=s["dataset"])
@@ -240,6 +269,7 @@ def all_targets():
         *rules.report_data.output,
         *rules.report_provenance.output,
         *rules.report_leakage.output,
+        *(rules.report_confidence.output if DETECT_MODELS else []),
     ]
 
 

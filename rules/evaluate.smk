@@ -19,7 +19,7 @@ rule predict_split:
         model=model_path_for,
         family=setting("family"),
         resize=model_resize,
-        predict=config["predict"],
+        predict=predict_settings,
     script:
         "../scripts/predict_split.py"
 
@@ -40,8 +40,34 @@ rule merge_tiles:
         family=setting("family"),
         resize=model_resize,
         merge=merge_of,
+        # the box score that ranks the boxes merged across tiles (auto: the default one)
+        score=config["confidence"]["score"],
     script:
         "../scripts/merge_tiles.py"
+
+
+# The box score and its threshold, chosen on the validation split's answers; kept beside the
+# adapter, where the test split's scoring, `drawtune predict` and `drawtune serve` read them.
+rule calibrate_scores:
+    input:
+        results=validation_answers("results"),
+        truth=rules.split_dataset.output.val_truth,
+        manifest=validation_answers("manifest"),
+    output:
+        confidence=paths.CONFIDENCE,
+    log:
+        "logs/calibrate_scores/{model}.log",
+    wildcard_constraints:
+        model=one_of(DETECT_MODELS),
+    conda:
+        "../envs/drawtune.yaml"
+    params:
+        family=setting("family"),
+        resize=model_resize,
+        score=config["confidence"]["score"],
+        tiled=lambda wc: wc.model in TILED,
+    script:
+        "../scripts/calibrate_scores.py"
 
 
 rule score_detections:
@@ -49,6 +75,7 @@ rule score_detections:
         results=scored_predictions,
         truth=rules.split_dataset.output.test_truth,
         manifest=swift_data("test", "manifest"),
+        confidence=rules.calibrate_scores.output.confidence,
     output:
         metrics=report(
             f"{paths.METRICS}/test.json",
@@ -58,6 +85,7 @@ rule score_detections:
             labels={"model": "{model}", "page": "metrics (JSON)"},
         ),
         details=f"{paths.METRICS}/test.details.jsonl",
+        curves=f"{paths.METRICS}/test.curves.json",
     log:
         "logs/score_detections/{model}.log",
     wildcard_constraints:

@@ -198,3 +198,35 @@ rule report_leakage:
         pictures=config["leakage"]["pictures"],
     script:
         "../scripts/report_leakage.py"
+
+
+# Box confidences (issue 17): per-class precision-recall curves and reliability diagrams on the
+# test split, the box score and threshold chosen on the validation split.
+rule report_confidence:
+    input:
+        confidence=expand(rules.calibrate_scores.output.confidence, model=DETECT_MODELS),
+        metrics=expand(rules.score_detections.output.metrics, model=DETECT_MODELS),
+        curves=expand(rules.score_detections.output.curves, model=DETECT_MODELS),
+    output:
+        table=report(
+            f"{paths.REPORT}/confidence.html",
+            caption="../report/confidence.rst",
+            category=REPORT_CATEGORIES["models"],
+            labels={"file": "box confidences and thresholds"},
+        ),
+        charts=report(
+            directory(f"{paths.REPORT}/confidence"),
+            patterns=["{model}__{chart}.png"],
+            caption="../report/confidence_charts.rst",
+            category=REPORT_CATEGORIES["models"],
+            labels={"model": "{model}", "file": "{chart}"},
+        ),
+    log:
+        "logs/report_confidence/report.log",
+    conda:
+        "../envs/drawtune.yaml"
+    params:
+        models=DETECT_MODELS,
+        note=report_note(),
+    script:
+        "../scripts/report_confidence.py"

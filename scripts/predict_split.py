@@ -13,6 +13,8 @@ if __name__ == "__main__":
         spec=resize_spec(p),
         batch_size=p.predict["batch_size"],
         max_new_tokens=p.predict["max_new_tokens"],
+        logprobs=p.predict.get("logprobs", False),
+        top_logprobs=p.predict.get("top_logprobs", 0),
         result_out=snakemake.output.results,
         log_path=snakemake.log[0],
     )

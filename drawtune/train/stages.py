@@ -322,11 +322,19 @@ class Predict(GpuStage):
     batch_size: int | str = io("param")  # or "auto" (drawtune.train.job_plan)
     max_new_tokens: int = io("param")
     result_out: str = io("result")
+    # answers with their tokens' log-probabilities and the top alternatives (box scores)
+    logprobs: bool = io("param", default=False)
+    top_logprobs: int = io("param", default=0)
 
     def run(self, device: str = "cpu") -> None:
         result_out = Path(self.result_out)
         result_out.unlink(missing_ok=True)  # swift infer appends to an existing result file
         rows = load_jsonl(self.dataset)
+        if not rows:  # a split without drawings (a small validation split): nothing to ask
+            log.info("%s has no drawings: no answers", self.dataset)
+            result_out.parent.mkdir(parents=True, exist_ok=True)
+            result_out.write_text("")
+            return
         batch_size, why = plan_predict_batch(
             self.batch_size, self.model, rows, self.family, self.spec, self.max_new_tokens, device
         )
@@ -339,6 +347,8 @@ class Predict(GpuStage):
             batch_size=batch_size,
             max_new_tokens=self.max_new_tokens,
             device=device,
+            logprobs=self.logprobs,
+            top_logprobs=self.top_logprobs,
         )
         run_logged(
             cmd,

@@ -210,9 +210,14 @@ def infer_command(
     batch_size: int,
     max_new_tokens: int,
     device: str = "cpu",
+    logprobs: bool = False,
+    top_logprobs: int = 0,
 ) -> list[str]:
-    """Greedy ``swift infer`` with the transformers backend over one JSONL split."""
-    return [
+    """Greedy ``swift infer`` with the transformers backend over one JSONL split. With
+    ``logprobs`` every answer's tokens come back with their log-probabilities and the
+    ``top_logprobs`` most likely alternatives at each place (the result rows' ``logprobs``
+    field), which score the boxes (drawtune.eval.confidence)."""
+    cmd = [
         "swift",
         "infer",
         *model_args(family, model, device),
@@ -231,6 +236,11 @@ def infer_command(
         "--seed",
         "0",
     ]
+    if logprobs:
+        cmd += ["--logprobs", "true"]
+        if top_logprobs:
+            cmd += ["--top_logprobs", str(top_logprobs)]
+    return cmd
 
 
 def child_env(extra: dict) -> dict:

@@ -3,6 +3,9 @@ and answers mapped to pixel boxes (the commands themselves: tests/workflow)."""
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 import yaml
 from conftest import ROOT
@@ -10,7 +13,7 @@ from conftest import ROOT
 from drawtune.config import load_config
 from drawtune.coords import ResizeSpec
 from drawtune.eval.score import pixel_boxes
-from drawtune.serve import ServeError, Target, deploy_command, resolve
+from drawtune.serve import ServeError, Target, answer, confidence_of, deploy_command, resolve
 
 
 def _cfg(tmp_path, experiments):
@@ -76,3 +79,37 @@ def test_pixel_boxes_map_model_frame_to_drawing():
     assert parsed.ok and boxes == [{"label": "view", "bbox": [0.0, 0.0, 320.0, 480.0]}]
     parsed, boxes = pixel_boxes("no idea", "qwen3_vl", 640, 480, ResizeSpec())
     assert not parsed.ok and boxes == []
+
+
+def _logprobs(pieces):
+    return {"content": [{"token": t, "logprob": math.log(p)} for t, p in pieces]}
+
+
+def test_answer_drops_boxes_below_the_models_threshold(tmp_path):
+    s = {"task": "detect", "family": "qwen3_vl", "min_pixels": 3136, "max_pixels": 1003520}
+    text = (
+        '[{"bbox_2d": [0, 0, 500, 500], "label": "view"}, '
+        '{"bbox_2d": [5, 5, 9, 9], "label": "note"}]'
+    )
+    # one token a box, so that each box's score is its token's probability squared
+    first, second = text.index("}, {") + 1, len(text)
+    logprobs = _logprobs([(text[:first], 0.9), (text[first:second], 0.5), ("<|im_end|>", 1.0)])
+    confidence = {"scores": "label_coords_gmean", "threshold": 0.5}
+    got = answer(text, s, 1000, 1000, logprobs, confidence)
+    assert got["scores"] == "label_coords_gmean" and got["threshold"] == 0.5
+    assert [b["score"] for b in got["raw_boxes"]] == [0.81, 0.25]
+    assert got["boxes"] == got["raw_boxes"][:1]
+    # a threshold given overrides the model's; no log-probabilities: every box, unscored
+    assert len(answer(text, s, 1000, 1000, logprobs, confidence, threshold=0.0)["boxes"]) == 2
+    plain = answer(text, s, 1000, 1000, None, confidence)
+    assert plain["scores"] == "none" and plain["threshold"] is None
+    assert plain["boxes"] == plain["raw_boxes"] and "score" not in plain["boxes"][0]
+    # the model's file beside its adapter, or in a model folder it travels with
+    assert confidence_of("demo", root=tmp_path) is None
+    (tmp_path / "results/train/demo").mkdir(parents=True)
+    (tmp_path / "results/train/demo/confidence.json").write_text(json.dumps(confidence))
+    assert confidence_of("demo", root=tmp_path) == confidence
+    (tmp_path / "model").mkdir()
+    assert confidence_of("demo", model_dir=tmp_path / "model", root=tmp_path) is None
+    (tmp_path / "model/drawtune-confidence.json").write_text(json.dumps(confidence))
+    assert confidence_of("demo", model_dir=tmp_path / "model")["threshold"] == 0.5

@@ -64,3 +64,24 @@ def test_a_vertex_replica_other_than_the_chief_only_takes_part():
 def test_unknown_stage_is_refused():
     with pytest.raises(StageError, match="unknown stage 'export'"):
         stage_class("export")
+
+
+def test_predict_asks_for_logprobs_and_skips_a_split_without_drawings(tmp_path):
+    empty = tmp_path / "val.jsonl"
+    empty.write_text("")
+    stage = Predict(
+        family="qwen3_vl",
+        spec=ResizeSpec(),
+        log_path=str(tmp_path / "log"),
+        model="no/such-model",  # never loaded: there is nothing to ask
+        dataset=str(empty),
+        batch_size=4,
+        max_new_tokens=8,
+        result_out=str(tmp_path / "out/val.jsonl"),
+        logprobs=True,
+        top_logprobs=5,
+    )
+    task = json.loads(json.dumps(stage.to_task()))
+    assert task["logprobs"] is True and from_task("predict", task) == stage
+    stage.run()
+    assert (tmp_path / "out/val.jsonl").read_text() == ""

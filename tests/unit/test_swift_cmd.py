@@ -75,7 +75,12 @@ def test_fill_defaults_keeps_given_values_and_fills_siblings():
     assert out["experiments"]["b"]["tuner"] == "lora"
     # top-level defaults too, and nothing invented where the schema has no default
     assert out["split"] == {"val": 0.1, "test": 0.2, "salt": "drawtune"}
-    assert out["predict"] == {"batch_size": "auto", "max_new_tokens": 512}
+    assert out["predict"] == {
+        "batch_size": "auto",
+        "max_new_tokens": 512,
+        "logprobs": True,
+        "top_logprobs": 5,
+    }
     assert "model" not in out
     # the input is left alone
     assert given == {
@@ -266,6 +271,12 @@ def test_infer_command(tmp_path):
     assert flag(cmd, "--max_new_tokens") == "256"
     assert flag(cmd, "--model_type") == "qwen2_5_vl"
     assert flag(cmd, "--template") == "qwen2_5_vl"
+    assert "--logprobs" not in cmd and "--top_logprobs" not in cmd
+    kw = dict(family="qwen3_vl", model="m", dataset="d", result_path="r", batch_size=1)
+    cmd = infer_command(**kw, max_new_tokens=8, logprobs=True, top_logprobs=5)
+    assert flag(cmd, "--logprobs") == "true" and flag(cmd, "--top_logprobs") == "5"
+    cmd = infer_command(**kw, max_new_tokens=8, logprobs=True)
+    assert flag(cmd, "--logprobs") == "true" and "--top_logprobs" not in cmd
 
 
 def test_export_command(tmp_path):

@@ -362,7 +362,8 @@ class _PixelDetector:
         self.chat = self
         self.completions = self
 
-    def create(self, model, messages, max_tokens, temperature):
+    def create(self, model, messages, max_tokens, temperature, **asked):
+        # asked: logprobs and top_logprobs (issue 17); this stand-in answers without them
         import base64
         import io
         from types import SimpleNamespace

@@ -171,9 +171,9 @@ def test_global_prompt_change_spares_experiments_with_their_own(mixed, tmp_path)
     jobs = _variant(mixed, tmp_path, {"prompt": "Find everything."})
     # base is converted again (its test split) and scored; q25 has its own prompt and the
     # classification experiments use their dataset's: nothing of theirs reruns
-    assert jobs.count("convert_annotations") == 1
+    assert jobs.count("convert_annotations") == 2  # base's validation and test splits
     assert "train_adapter" not in jobs and "merge_adapter" not in jobs
-    assert jobs.count("predict_split") == 1 and jobs.count("score_detections") == 1
+    assert jobs.count("predict_split") == 2 and jobs.count("score_detections") == 1
 
 
 def test_predict_and_estimate_commands_follow_the_experiment(mixed):

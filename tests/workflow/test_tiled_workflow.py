@@ -14,7 +14,9 @@ from conftest import copy_workflow, planned_jobs, snakemake, tiny_config
 
 from drawtune.coords import ResizeSpec
 from drawtune.data.tiling import MODEL_TILING, Tiling, sheet_views
-from drawtune.eval.merge_tiles import TileMerge, score_sheets, sheet_predictions
+from drawtune.eval.merge_tiles import TileMerge, score_sheets, sheet_answers, sheet_predictions
+from drawtune.eval.metrics import METRIC_KEYS
+from drawtune.eval.score import scoring_of
 from drawtune.jsonio import load_jsonl
 
 pytestmark = pytest.mark.workflow
@@ -90,7 +92,12 @@ def test_tiled_and_untiled_experiments_are_both_scored_at_sheet_coordinates(tile
                 x1, y1, x2, y2 = b["bbox"]
                 assert 0 <= x1 < x2 <= 512 and 0 <= y1 < y2 <= 362
     metrics = json.loads((wd / "results/metrics/tiled/test.json").read_text())
-    assert metrics == score_sheets(sheets, truth)[0]
+    conf = json.loads((wd / "results/train/tiled/confidence.json").read_text())
+    scored = scoring_of(sheet_answers(sheets, truth), truth, conf["scores"], conf["threshold"])
+    assert metrics == scored.metrics
+    assert {k: metrics[k] for k in METRIC_KEYS} == score_sheets(sheets, truth)[0]
+    # the validation sheets are merged too: the box score and threshold are chosen on them
+    assert (wd / "results/predictions/tiled/val.sheets.jsonl").is_file()
     table = (wd / "results/report/metrics.html").read_text()
     assert "<th>plain</th>" in table and "<th>tiled</th>" in table
     # the tiling travels with the model; the merge is no training setting
@@ -115,10 +122,11 @@ def test_adding_tiling_to_one_experiment_reruns_only_that_experiment(tiled, tmp_
             *["convert_annotations"] * 3,
             "train_adapter",
             "merge_adapter",
-            "predict_split",
-            "merge_tiles",
+            *["predict_split", "merge_tiles"] * 2,  # the validation and test splits
+            "calibrate_scores",
             "score_detections",
             "report_assets",
+            "report_confidence",
             "report_provenance",
             "all",
         ]
@@ -128,7 +136,10 @@ def test_adding_tiling_to_one_experiment_reruns_only_that_experiment(tiled, tmp_
     rows = [line.split("\t") for line in summary.splitlines()[1:] if "\t" in line]
     pending = {r[0]: r[4] for r in rows if r[4] != "ok"}
     assert pending and all(
-        "plain" in out.split("/") or out == "results/report/provenance.html" for out in pending
+        "plain" in out.split("/")
+        or out == "results/report/provenance.html"
+        or out.startswith("results/report/confidence")
+        for out in pending
     ), pending
     assert pending["results/swift/plain/train.jsonl"] == "params changed"
     assert pending["results/predictions/plain/test.sheets.jsonl"] == "missing"
@@ -139,7 +150,15 @@ def test_a_changed_merge_reruns_only_the_merge_and_the_scores(tiled, tmp_path):
     merge = {**TILING, "merge": {"method": "nms", "metric": "iou"}}
     _, jobs = _variant(tiled, tmp_path, {**exps, "tiled": {**exps["tiled"], "tiling": merge}})
     assert sorted(jobs) == sorted(
-        ["merge_tiles", "score_detections", "report_assets", "report_provenance", "all"]
+        [
+            *["merge_tiles"] * 2,  # the validation and test sheets
+            "calibrate_scores",
+            "score_detections",
+            "report_assets",
+            "report_confidence",
+            "report_provenance",
+            "all",
+        ]
     )
 
 
@@ -151,7 +170,8 @@ def test_drawtune_predict_tiles_with_the_tiling_recorded_next_to_the_model(tiled
         p = subprocess.run([*cli, *args], cwd=wd, capture_output=True, text=True)
         assert p.returncode == 0, p.stderr[-3000:]
         row = json.loads(p.stdout.strip().splitlines()[0])
-        assert set(row) == {"image", "parsed", "boxes"}
+        # boxes kept by the model's threshold, all of them, and how they were scored
+        assert set(row) == {"image", "parsed", "boxes", "raw_boxes", "scores", "threshold"}
         full = load_jsonl(wd / args[0] / "predictions.jsonl")[0]
         assert full["n_views"] == 5 and len(full["response"]) == 5
         for b in row["boxes"]:

@@ -200,6 +200,7 @@ def test_workflow_on_vertex(finished_workflow, cloud, tmp_path):
     assert [j.display_name for j in jobs] == [
         "drawtune-merge_adapter-demo",
         "drawtune-predict_split-demo-test",
+        "drawtune-predict_split-demo-val",
         "drawtune-train_adapter-demo",
     ]
     run = f"gs://{BUCKET}/drawtune/e2e"
@@ -227,7 +228,7 @@ def test_workflow_on_vertex(finished_workflow, cloud, tmp_path):
         for key, value in task["kwargs"].items():
             if key in ("base", "model", "adapter", "train_jsonl", "dataset", "merged_out"):
                 assert str(value).startswith(run + "/"), (key, value)
-    train = json.loads(jobs[2].job_spec.worker_pool_specs[0].container_spec.args[0])
+    train = json.loads(jobs[3].job_spec.worker_pool_specs[0].container_spec.args[0])
     assert train["stage"] == "train"
     assert train["kwargs"]["base"] == f"{run}/resources/models/tiny-qwen3_vl"
     assert train["kwargs"]["adapter_out"] == f"{run}/results/train/demo/adapter"
@@ -239,6 +240,7 @@ def test_workflow_on_vertex(finished_workflow, cloud, tmp_path):
     assert not (wd / "results/train/demo/run").exists()  # never downloaded
     predict_demo = json.loads(jobs[1].job_spec.worker_pool_specs[0].container_spec.args[0])
     assert predict_demo["kwargs"]["model"] == f"{run}/results/merged/demo"
+    assert predict_demo["kwargs"]["logprobs"] is True  # box scores travel to the job
     # state changes and console links reach the Snakemake log
     assert "JOB_STATE_RUNNING" in out and "JOB_STATE_SUCCEEDED" in out
     # each worker removes its scratch (training run dir, mapped JSONL) however it ends

@@ -11,7 +11,7 @@ import yaml
 from conftest import copy_workflow, planned_jobs, snakemake
 
 from drawtune.data.synth import write_dataset
-from drawtune.eval.metrics import METRIC_KEYS
+from drawtune.eval.score import DETECTION_KEYS
 from drawtune.jsonio import load_jsonl
 
 pytestmark = pytest.mark.workflow
@@ -41,15 +41,17 @@ def test_default_config_dry_run(tmp_path):
         "report_provenance",
     ):
         assert rule in jobs, rule
-    # the detection experiment, the untrained base and the classification experiment
-    assert jobs.count("predict_split") == 3
+    # the detection experiment and the untrained base (validation and test splits: box scores
+    # and their threshold) and the classification experiment (test)
+    assert jobs.count("predict_split") == 5
+    assert jobs.count("calibrate_scores") == 2 and "report_confidence" in jobs
 
 
 def test_whole_run_outputs(finished_workflow):
     wd = finished_workflow
     for model in ("demo", "base"):
         metrics = json.loads((wd / f"results/metrics/{model}/test.json").read_text())
-        assert tuple(sorted(metrics)) == tuple(sorted(METRIC_KEYS))
+        assert tuple(sorted(metrics)) == tuple(sorted(DETECTION_KEYS))
         test_rows = load_jsonl(wd / f"results/swift/{model}/test.jsonl")
         assert metrics["n_images"] == len(test_rows) > 0
         preds = load_jsonl(wd / f"results/predictions/{model}/test.jsonl")
@@ -123,9 +125,18 @@ def test_changed_inference_setting_does_not_retrain(finished_workflow, tmp_path)
         assert rule not in jobs
 
 
+def test_logprobs_off_asks_no_validation_answers(finished_workflow, tmp_path):
+    jobs = _variant(finished_workflow, tmp_path, {"predict": {"logprobs": False}})
+    # demo's and base's test answers again, without log-probabilities; none on validation
+    assert jobs.count("predict_split") == 2 and jobs.count("calibrate_scores") == 2
+    for rule in ("train_adapter", "merge_adapter", "convert_annotations"):
+        assert rule not in jobs
+
+
 def test_changed_prompt_reconverts_and_retrains(finished_workflow, tmp_path):
     jobs = _variant(finished_workflow, tmp_path, {"prompt": "Find the views."})
-    assert jobs.count("convert_annotations") == 4  # demo's three splits, base's test split
+    # demo's three splits, base's validation and test splits
+    assert jobs.count("convert_annotations") == 5
     assert "train_adapter" in jobs and "predict_split" in jobs
     for rule in ("validate_annotations", "split_dataset", "build_tiny_model"):
         assert rule not in jobs
@@ -137,7 +148,8 @@ def test_changed_lora_rank_of_one_experiment_retrains_only_it(finished_workflow,
     )
     assert "train_adapter" in jobs
     assert "convert_annotations" not in jobs
-    assert jobs.count("predict_split") == 1  # the untrained base keeps its predictions
+    # demo's validation and test splits; the untrained base keeps its predictions
+    assert jobs.count("predict_split") == 2
 
 
 def _data_copy(finished: Path, wd: Path) -> Path:
