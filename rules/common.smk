@@ -244,7 +244,9 @@ def validation_answers(field):
         if not config["predict"]["logprobs"]:
             return []
         if field == "results" and wildcards.model in TILED:
-            return rules.merge_tiles.output.sheets.format(model=wildcards.model, split="val")
+            return rules.merge_tiles.output.sheets.format(
+                model=wildcards.model, split="val"
+            )
         if field == "results":
             return rules.predict_split.output.results.format(
                 model=wildcards.model, split="val"
@@ -353,7 +355,9 @@ def report_model_inputs(wildcards):
     a trained model, its training log and telemetry."""
     m = wildcards.model
     s = SETTINGS[m]
-    score = rules.score_detections if s["task"] == "detect" else rules.score_classification
+    score = (
+        rules.score_detections if s["task"] == "detect" else rules.score_classification
+    )
     inputs = {
         "metrics": score.output.metrics.format(model=m),
         "details": score.output.details.format(model=m),
