@@ -125,7 +125,9 @@ def test_adding_tiling_to_one_experiment_reruns_only_that_experiment(tiled, tmp_
             *["predict_split", "merge_tiles"] * 2,  # the validation and test splits
             "calibrate_scores",
             "score_detections",
-            "report_assets",
+            "report_leaderboard",
+            "report_compare",
+            "report_model",  # this model's page only
             "report_confidence",
             "report_provenance",
             "all",
@@ -139,6 +141,7 @@ def test_adding_tiling_to_one_experiment_reruns_only_that_experiment(tiled, tmp_
         "plain" in out.split("/")
         or out == "results/report/provenance.html"
         or out.startswith("results/report/confidence")
+        or out.split("/")[-1] in ("plain.html", "metrics.html", "home.html", "compare.html")
         for out in pending
     ), pending
     assert pending["results/swift/plain/train.jsonl"] == "params changed"
@@ -154,7 +157,9 @@ def test_a_changed_merge_reruns_only_the_merge_and_the_scores(tiled, tmp_path):
             *["merge_tiles"] * 2,  # the validation and test sheets
             "calibrate_scores",
             "score_detections",
-            "report_assets",
+            "report_leaderboard",
+            "report_compare",
+            "report_model",  # this model's page only
             "report_confidence",
             "report_provenance",
             "all",
