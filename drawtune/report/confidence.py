@@ -4,13 +4,14 @@ against observed precision) per detection model (rule report_confidence)."""
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from drawtune.report.html import DASH, Col, esc, fmt, page, table  # noqa: E402
 
 
 def _save(fig, out) -> None:
@@ -94,73 +95,70 @@ def reliability_chart(model: str, curves: dict, out) -> None:
     _save(fig, out)
 
 
-def _num(v, fmt="{:.3f}") -> str:
-    return "-" if v is None else fmt.format(v)
-
-
 def threshold_table(confidence: dict, metrics: dict, out, note: str = "") -> None:
     """Per detection model: the box score and threshold chosen on the validation split (and
     why), the validation F1 at it, and on the test split mAP with and without the scores and
-    precision/recall/F1 of the boxes the threshold keeps."""
-    head = (
-        "<tr><th>model</th><th>box score</th><th>chosen by</th><th>threshold</th>"
-        "<th>val F1 at threshold</th><th>test mAP (scored)</th><th>test mAP (all 1.0)</th>"
-        "<th>test mAP50 (scored)</th><th>test mAP50 (all 1.0)</th>"
-        "<th>test P / R / F1 at threshold</th><th>boxes kept</th><th>note</th></tr>"
-    )
+    precision/recall/F1 of the boxes the threshold keeps. A page of the report's own style
+    (drawtune/report/html.py)."""
+    cols = [
+        Col("model"),
+        Col("box score"),
+        Col("chosen by"),
+        Col("threshold", num=True),
+        Col("val F1 at threshold", num=True),
+        Col("test mAP", "scored", num=True),
+        Col("test mAP", "all 1.0", num=True),
+        Col("test mAP50", "scored", num=True),
+        Col("test mAP50", "all 1.0", num=True),
+        Col("test P / R / F1", "at threshold", num=True),
+        Col("boxes kept", num=True),
+        Col("note"),
+    ]
     rows = []
     for name in sorted(confidence):
         c, m = confidence[name], metrics.get(name, {})
         val = ((c.get("validation") or {}).get("variants") or {}).get(c["scores"], {})
         at = m.get("at_threshold") or {}
-        prf = (
-            f"{_num(at.get('precision'))} / {_num(at.get('recall'))} / {_num(at.get('f1'))}"
-            if at
-            else "-"
-        )
-        kept = f"{at['n_kept']} of {at['n_boxes']}" if at else "-"
+        prf = " / ".join(fmt(at.get(k)) for k in ("precision", "recall", "f1")) if at else DASH
         rows.append(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(v))}</td>"
-                for v in (
-                    name,
-                    c["scores"],
-                    c["chosen_by"],
-                    _num(c["threshold"], "{:.4g}"),
-                    _num(val.get("f1") if c["threshold"] is not None else None),
-                    _num(m.get("map")),
-                    _num(m.get("map_unscored")),
-                    _num(m.get("map50")),
-                    _num(m.get("map50_unscored")),
-                    prf,
-                    kept,
-                    c.get("reason") or "",
-                )
-            )
-            + "</tr>"
+            [
+                name,
+                c["scores"],
+                c["chosen_by"],
+                DASH if c["threshold"] is None else f"{c['threshold']:.4g}",
+                fmt(val.get("f1") if c["threshold"] is not None else None),
+                fmt(m.get("map")),
+                fmt(m.get("map_unscored")),
+                fmt(m.get("map50")),
+                fmt(m.get("map50_unscored")),
+                prf,
+                f"{at['n_kept']} of {at['n_boxes']}" if at else DASH,
+                c.get("reason") or "",
+            ]
         )
-    variants = []
+    parts = [table(cols, rows, caption="The chosen box score and threshold per model")]
+    variant_cols = [
+        Col("box score"),
+        Col("mAP", num=True),
+        Col("mAP50", num=True),
+        Col("best threshold", num=True),
+        Col("F1 at it", num=True),
+    ]
     for name in sorted(confidence):
         v = (confidence[name].get("validation") or {}).get("variants")
         if not v:
             continue
-        cells = "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{_num(x['map'])}</td><td>{_num(x['map50'])}</td>"
-            f"<td>{_num(x['threshold'], '{:.4g}')}</td><td>{_num(x['f1'])}</td></tr>"
+        vrows = [
+            [
+                k,
+                fmt(x["map"]),
+                fmt(x["map50"]),
+                DASH if x["threshold"] is None else f"{x['threshold']:.4g}",
+                fmt(x["f1"]),
+            ]
             for k, x in v.items()
-        )
-        variants.append(
-            f"<h3>{html.escape(name)}: every box score on the validation split</h3><table>"
-            "<tr><th>box score</th><th>mAP</th><th>mAP50</th><th>best threshold</th>"
-            f"<th>F1 at it</th></tr>{cells}</table>"
-        )
-    page = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Box confidences</title>"
-        "<style>table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px}"
-        "</style></head><body><h2>Box confidences and thresholds</h2>"
-        + (f"<p>{html.escape(note)}</p>" if note else "")
-        + f"<table>{head}{''.join(rows)}</table>{''.join(variants)}</body></html>\n"
-    )
+        ]
+        parts.append(f"<h2>{esc(name)}: every box score on the validation split</h2>")
+        parts.append(table(variant_cols, vrows))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(page)
+    Path(out).write_text(page("Box confidences and thresholds", "".join(parts), note))

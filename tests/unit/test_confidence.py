@@ -444,3 +444,35 @@ def test_boxes_merged_across_tiles_keep_their_probabilities(tok, tmp_path):
     assert c["threshold"] == pytest.approx(0.81)  # the wrong boxes (0.09) fall below it
     s = scoring_of(answers, truth, "label_coords_gmean", c["threshold"])
     assert s.metrics["precision50"] < 1.0 and s.metrics["at_threshold"]["precision"] == 1.0
+
+
+def test_threshold_page_is_a_report_page(tmp_path):
+    """The confidence page is built like every other page of the report: a title (the browser
+    test reads each page's h1), a row per model, numbers right-aligned, a dash for no threshold."""
+    from drawtune.report.confidence import threshold_table
+
+    confidence = {
+        "a": {
+            "scores": "label_coords_gmean",
+            "chosen_by": "validation F1",
+            "threshold": 0.7234,
+            "validation": {
+                "variants": {
+                    "label_coords_gmean": {"map": 0.5, "map50": 0.6, "threshold": 0.7234, "f1": 0.8}
+                }
+            },
+        },
+        "b": {"scores": "none", "chosen_by": "-", "threshold": None, "reason": "no boxes <x>"},
+    }
+    metrics = {"a": {"map": 0.41, "at_threshold": {"precision": 1.0, "recall": 0.5, "f1": 2 / 3,
+                                                   "n_kept": 3, "n_boxes": 4}}}  # fmt: skip
+    out = tmp_path / "c.html"
+    threshold_table(confidence, metrics, out, note="a note")
+    page = out.read_text()
+    assert "<h1>Box confidences and thresholds</h1>" in page and "a note" in page
+    assert "<th>a</th><td>label_coords_gmean</td>" in page
+    assert "<td class='num'>0.7234</td><td class='num'>0.800</td><td class='num'>0.410</td>" in page
+    assert "<td class='num'>1.000 / 0.500 / 0.667</td><td class='num'>3 of 4</td>" in page
+    assert "<th>b</th><td>none</td><td>-</td><td class='num'>–</td>" in page
+    assert "no boxes &lt;x&gt;" in page  # escaped
+    assert "a: every box score on the validation split" in page and "b: every" not in page
