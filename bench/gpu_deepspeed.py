@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -27,6 +28,64 @@ from workdir import bench_seconds, copy_workflow, gpu_name  # noqa: E402
 STAGES = ("none", "zero2", "zero3")
 
 
+def prepare(out: Path, name: str, n: int, experiments: dict, model_dir=None) -> tuple:
+    """A workflow copy under bench/runs/<name> with ``experiments`` (name -> settings over the
+    speed experiment of bench/gpu_speed.py), its data converted; returns ``(wd, res, per)``:
+    the folder, the result record, and what :func:`measure` needs per run."""
+    from drawtune.train.estimate import safetensors_parameters, training_tokens
+
+    res: dict = {"device": gpu_name(), "command": " ".join(sys.argv), "runs": {}}
+    model_dir = Path(model_dir).resolve() if model_dir else ROOT / "bench/runs/qwen3_vl-4b"
+    if not (model_dir / "config.json").is_file():
+        build_model(model_dir)
+    params = safetensors_parameters(model_dir)
+    wd = copy_workflow(ROOT / "bench" / "runs" / name)
+    cfg = workflow_config(model_dir, n, 16)
+    exp = cfg["experiments"].pop("speed")
+    for run, extra in experiments.items():
+        cfg["experiments"][run] = {**exp, **extra}
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    first = next(iter(experiments))
+    snakemake(wd, [f"results/swift/{first}/train.jsonl"], 300)
+    train_jsonl = wd / f"results/swift/{first}/train.jsonl"
+    manifest = next((wd / f"results/swift/{first}").glob("train*manifest*"))
+    n_train, tokens = training_tokens(train_jsonl, manifest, "qwen3_vl")
+    res["train_samples"], res["tokens_per_sample"] = n_train, round(tokens / n_train, 1)
+    return wd, res, (tokens / n_train, params)
+
+
+def measure(
+    wd: Path, name: str, per: tuple, warmup: int, timeout: float = 400, env: dict | None = None
+) -> dict:
+    """One experiment's train rule run: steady samples/s, peak memory and the loss curve from
+    its logging.jsonl, the rule's seconds and the launch and `swift sft` lines it logged."""
+    snakemake(wd, [f"results/train/{name}/logging.jsonl"], timeout, env)
+    plan = json.loads((wd / f"results/train/{name}/adapter/drawtune_plan.json").read_text())
+    tlog = (wd / f"logs/train_adapter/{name}.log").read_text(errors="replace")
+    launch = next((x for x in tlog.splitlines() if "launch:" in x), "")
+    world = int((re.search(r"world_size=(\d+)", launch) or ["", "1"])[1])
+    per_step = plan["batch_size"] * plan["grad_accum"] * world  # samples an optimizer step
+    tokens_per_sample, params = per
+    row = steady(
+        wd / f"results/train/{name}/logging.jsonl", per_step, tokens_per_sample, params, warmup
+    )
+    row["swift_line"] = next((x for x in tlog.splitlines() if "running:" in x), None)
+    row["launch_line"] = launch or None
+    row["rule_s"] = round(bench_seconds(wd, f"benchmarks/train_adapter/{name}.tsv"), 1)
+    row["plan"] = {"batch_size": plan["batch_size"], "grad_accum": plan["grad_accum"]}
+    row["world_size"] = world
+    return row
+
+
+def loss_diffs(res: dict, reference: str) -> None:
+    """Each run's largest relative loss difference from ``reference``'s over the same steps."""
+    ref = res["runs"].get(reference, {}).get("loss")
+    for run, row in res["runs"].items():
+        if ref and row.get("loss") and run != reference:
+            pairs = list(zip(ref, row["loss"], strict=False))
+            row[f"max_rel_loss_diff_vs_{reference}"] = max(abs(x - y) / abs(x) for x, y in pairs)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.environ.get("OUT", "bench/runs/gpu_deepspeed-out"))
@@ -37,56 +96,24 @@ def main() -> int:
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    from drawtune.train.estimate import safetensors_parameters, training_tokens
-
-    res: dict = {"device": gpu_name(), "command": " ".join(sys.argv), "runs": {}}
-    model_dir = Path(a.model_dir).resolve() if a.model_dir else ROOT / "bench/runs/qwen3_vl-4b"
-    if not a.model_dir:
-        build_model(model_dir)
-    params = safetensors_parameters(model_dir)
-    wd = copy_workflow(ROOT / "bench" / "runs" / "gpu_deepspeed")
-    cfg = workflow_config(model_dir, a.n, 16)
-    exp = cfg["experiments"].pop("speed")
     stages = a.stages.split(",")
-    for stage in stages:
-        cfg["experiments"][f"ds_{stage}"] = {**exp, "deepspeed": stage}
-    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    first = f"ds_{stages[0]}"
-    snakemake(wd, [f"results/swift/{first}/train.jsonl"], 300)
-    train_jsonl = wd / f"results/swift/{first}/train.jsonl"
-    manifest = next((wd / f"results/swift/{first}").glob("train*manifest*"))
-    n_train, tokens = training_tokens(train_jsonl, manifest, "qwen3_vl")
-    res["train_samples"], res["tokens_per_sample"] = n_train, round(tokens / n_train, 1)
+    runs = {f"ds_{stage}": {"deepspeed": stage} for stage in stages}
+    wd, res, per = prepare(out, "gpu_deepspeed", a.n, runs, a.model_dir)
 
     def save():
         (out / "gpu_deepspeed.json").write_text(json.dumps(res, indent=1) + "\n")
 
     for stage in stages:
-        name = f"ds_{stage}"
         try:
-            snakemake(wd, [f"results/train/{name}/logging.jsonl"], 400)
+            row = measure(wd, f"ds_{stage}", per, a.warmup)
         except SystemExit as e:
             res["runs"][stage] = {"failed": str(e)}
             save()
             continue
-        plan = json.loads((wd / f"results/train/{name}/adapter/drawtune_plan.json").read_text())
-        per_step = plan["batch_size"] * plan["grad_accum"]
-        row = steady(
-            wd / f"results/train/{name}/logging.jsonl", per_step, tokens / n_train, params,
-            a.warmup,
-        )  # fmt: skip
-        tlog = (wd / f"logs/train_adapter/{name}.log").read_text(errors="replace")
-        row["swift_line"] = next((x for x in tlog.splitlines() if "running:" in x), None)
-        row["launch_line"] = next((x for x in tlog.splitlines() if "launch:" in x), None)
-        row["rule_s"] = round(bench_seconds(wd, f"benchmarks/train_adapter/{name}.tsv"), 1)
         res["runs"][stage] = row
         log(f"{stage}: {json.dumps({k: v for k, v in row.items() if k != 'loss'})[:600]}")
         save()
-    ref = res["runs"].get("none", {}).get("loss")
-    for stage, row in res["runs"].items():
-        if ref and row.get("loss") and stage != "none":
-            pairs = list(zip(ref, row["loss"], strict=False))
-            row["max_rel_loss_diff_vs_none"] = max(abs(x - y) / abs(x) for x, y in pairs)
+    loss_diffs(res, "none")
     save()
     return 0
 

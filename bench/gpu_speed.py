@@ -88,14 +88,15 @@ def workflow_config(model_dir: Path, n: int, new_tokens: int, epochs: int = 1) -
     return cfg
 
 
-def snakemake(wd: Path, targets: list[str], timeout: float) -> float:
+def snakemake(wd: Path, targets: list[str], timeout: float, env: dict | None = None) -> float:
     cmd = [
         shutil.which("snakemake") or "snakemake", *targets, "--profile", "profiles/local",
         "--cores", "all", "--set-threads",
         *(f"{r}={os.cpu_count()}" for r in ("synth_drawings", "validate_annotations")),
     ]  # fmt: skip
     t = time.time()
-    proc = subprocess.run(cmd, cwd=wd, timeout=timeout, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    run_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    proc = subprocess.run(cmd, cwd=wd, timeout=timeout, env=run_env)
     if proc.returncode:
         for f in sorted((wd / "logs").rglob("*.log")):
             print(f"==> {f}\n" + "\n".join(f.read_text(errors="replace").splitlines()[-25:]))

@@ -123,6 +123,21 @@ def load_reference(path) -> dict:
     return ref
 
 
+ASSUMED_SCALING = 0.9  # data-parallel efficiency per GPU beyond the first, until measured
+
+
+def scaling_of(reference: dict) -> tuple[float, str]:
+    """(efficiency, where it comes from): the reference's measured ``scaling`` (written by
+    ``bench/gpu_scaling.py --adopt``), else the assumed 90 %."""
+    measured = reference.get("scaling") or {}
+    eff = measured.get("efficiency")
+    if isinstance(eff, int | float) and not isinstance(eff, bool) and 0 < eff <= 1.2:
+        return float(eff), f"measured: {measured.get('source', 'bench/throughput.json')}"
+    if measured:
+        raise EstimateError(f"scaling.efficiency must be a number in (0, 1.2], not {eff!r}")
+    return ASSUMED_SCALING, "assumed (bench/gpu_scaling.py measures it)"
+
+
 @dataclass
 class Estimate:
     experiment: str
@@ -137,6 +152,7 @@ class Estimate:
     wall_hours: float
     usd_per_hour: float | None
     usd: float | None
+    scaling_efficiency: float = 1.0  # data-parallel efficiency used (1.0 on one GPU)
 
 
 def estimate(
@@ -151,11 +167,14 @@ def estimate(
     gpus: int = 1,
     usd_per_hour: float | None = None,
     reference: dict,
-    scaling: float = 0.9,
+    scaling: float | None = None,
 ) -> Estimate:
     """GPU hours for ``epochs`` over ``epoch_tokens`` on ``gpus`` GPUs of kind ``gpu``.
 
-    ``scaling`` is the data-parallel efficiency assumed for each GPU beyond the first."""
+    ``scaling`` is the data-parallel efficiency with more than one GPU; default: the
+    reference's measured one, else the assumed 90 % (:func:`scaling_of`)."""
+    if scaling is None:
+        scaling = scaling_of(reference)[0]
     ref = reference
     ref_tps = ref["samples_per_second"] * ref["tokens_per_sample"]  # tokens/s on ref["gpu"]
     work = FLOPS_PER_PARAM_TOKEN[tuner] / FLOPS_PER_PARAM_TOKEN[ref["tuner"]]
@@ -179,6 +198,7 @@ def estimate(
         wall_hours=round(wall, 3),
         usd_per_hour=usd_per_hour,
         usd=cost,
+        scaling_efficiency=eff,
     )
 
 

@@ -21,6 +21,7 @@ from drawtune.train.estimate import (
     load_reference,
     model_parameters,
     sample_tokens,
+    scaling_of,
     text_tokens,
 )
 from drawtune.train.tiny_model import build_tiny_model
@@ -67,6 +68,42 @@ def test_hours_scale_with_gpu_tuner_size_and_count():
     assert two.wall_hours == pytest.approx(0.25 / 1.8, abs=1e-3)
     assert two.gpu_hours == pytest.approx(2 * two.wall_hours, abs=1e-3)
     assert two.usd == pytest.approx(two.wall_hours * 10.0, abs=0.01)
+
+
+def test_a_measured_scaling_replaces_the_assumed_one(tmp_path):
+    """bench/gpu_scaling.py --adopt writes the measured ZeRO-2 efficiency into the reference;
+    the estimate then uses it for several GPUs (one GPU is never scaled)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_scaling", ROOT / "bench/gpu_scaling.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    res = {"device": "NVIDIA H200", "runs": {"one": {"samples_per_s": 10.0},
+           "zero2": {"samples_per_s": 16.0}, "zero3": {"samples_per_s": 12.0}}}  # fmt: skip
+    bench.efficiencies(res)
+    assert res["runs"]["zero2"]["scaling_efficiency"] == 0.8
+    assert res["runs"]["zero3"]["scaling_efficiency"] == 0.6
+    assert "scaling_efficiency" not in res["runs"]["one"]
+    (tmp_path / "scaling.json").write_text(json.dumps(res))
+    (tmp_path / "ref.json").write_text(json.dumps(REF))
+    bench.adopt(tmp_path / "scaling.json", tmp_path / "ref.json")
+    ref = load_reference(tmp_path / "ref.json")
+    assert ref["scaling"]["efficiency"] == 0.8 and "H200" in ref["scaling"]["source"]
+    assert scaling_of(REF) == (0.9, "assumed (bench/gpu_scaling.py measures it)")
+    assert scaling_of(ref)[0] == 0.8 and scaling_of(ref)[1].startswith("measured")
+    kw = dict(experiment="e", samples=3600, epoch_tokens=3600 * 1000, epochs=1, params=4e9)
+    two = estimate(tuner="lora", gpu="H100", gpus=2, reference=ref, **kw)
+    assert two.wall_hours == pytest.approx(0.25 / 1.6, abs=1e-3)
+    assert two.scaling_efficiency == 0.8
+    one = estimate(tuner="lora", gpu="H100", gpus=1, reference=ref, **kw)
+    assert one.wall_hours == pytest.approx(0.25, abs=1e-3) and one.scaling_efficiency == 1.0
+    with pytest.raises(EstimateError, match="scaling.efficiency"):
+        bad = {**REF, "scaling": {"efficiency": "x"}}
+        estimate(tuner="lora", gpu="H100", gpus=2, reference=bad, **kw)
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"device": "x", "runs": {"one": {"samples_per_s": 1.0}}}))
+    with pytest.raises(SystemExit, match="no measured zero2"):
+        bench.adopt(empty, tmp_path / "ref.json")
 
 
 def test_reference_is_the_benchmarked_setting():
