@@ -108,7 +108,7 @@ def test_a_measured_scaling_replaces_the_assumed_one(tmp_path):
 
 def test_reference_is_the_benchmarked_setting():
     ref = load_reference(THROUGHPUT)
-    assert ref["gpu"] == "H100" and ref["samples_per_second"] > 0
+    assert ref["gpu"] == "H200" and ref["samples_per_second"] > 0
     assert str(ref["samples_per_second"]) in (ROOT / "BENCHMARKS.md").read_text()
 
 
