@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -33,7 +32,6 @@ from .serve import (
     predict_images,
     resolve,
     serve_env,
-    tiling_of,
 )
 from .train.device import detect_device
 from .train.estimate import (
@@ -42,6 +40,7 @@ from .train.estimate import (
     estimate,
     load_reference,
     model_parameters,
+    scaling_of,
     table,
     training_tokens,
 )
@@ -147,49 +146,73 @@ def cmd_worker(a) -> int:
 
 
 def cmd_serve(a) -> int:
+    """``swift deploy`` on a loopback port and drawtune's front (drawtune/serve_front.py) on
+    ``--host:--port``: tiles and merges for a tiled model, scores and thresholds boxes."""
+    import threading
+
+    import uvicorn
+
+    from .serve_front import create_app, served_models
+
     a.device = detect_device() if a.device == "auto" else a.device
     try:
         cfg = load_config(a.config)
         target = resolve(cfg, a.experiment, lora=a.lora)
+        served = served_models(cfg, target)
     except DrawtuneError as e:
         print(f"drawtune serve: {e}", file=sys.stderr)
         return 2
+    backend_port = a.backend_port or free_port()
     cmd = deploy_command(
         family=target.settings["family"],
         target=target,
-        host=a.host,
-        port=a.port,
+        host="127.0.0.1",
+        port=backend_port,
         max_new_tokens=cfg["predict"]["max_new_tokens"],
         device=a.device,
     )
     print(f"serving {', '.join(target.names)} at http://{a.host}:{a.port}/v1", flush=True)
-    tiling = tiling_of(target.model, target.settings)
-    if tiling:  # the server answers one picture at a time: the client cuts and merges
+    for m in served.values():
+        if not m.detects:
+            continue
+        c = m.confidence
+        tiles = f"{m.tiling.size}-px tiles merged by the front" if m.tiling else "untiled"
         print(
-            f"tiled model ({tiling.size}-px tiles): the server answers one picture at a time; "
-            "drawtune.serve.ask() sends a drawing's tiles and whole view and merges the boxes",
+            f"{m.name}: {tiles}; box scores {c['scores'] if c else 'none'}, threshold "
+            f"{c['threshold'] if c else None} (boxes below it only in drawtune.raw_boxes)",
             flush=True,
         )
-    if target.settings.get("task") == "detect":
-        for name in target.names:
-            c = confidence_of(name)
-            print(
-                f"{name}: box scores {c['scores'] if c else 'none'}, threshold "
-                f"{c['threshold'] if c else None} (drawtune.serve.ask drops boxes below it)",
-                flush=True,
-            )
-    print(" ".join(cmd), flush=True)
+    print(f"model server (swift deploy) on 127.0.0.1:{backend_port}: " + " ".join(cmd), flush=True)
     proc = subprocess.Popen(
         resolve_command(cmd), env=serve_env(target.settings, target.model, a.device)
     )
+    app = create_app(f"http://127.0.0.1:{backend_port}", served)
+    server = uvicorn.Server(uvicorn.Config(app, host=a.host, port=a.port, log_level="warning"))
+
+    def watch():  # the front stops when the model server does
+        proc.wait()
+        server.should_exit = True
+
+    threading.Thread(target=watch, daemon=True).start()
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        return proc.wait()
+        server.run()  # until SIGINT/SIGTERM, or the model server's end
     finally:
         if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    code = proc.wait()
+    return code if code not in (None, -signal.SIGINT, -signal.SIGTERM) else 0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def cmd_predict(a) -> int:
@@ -277,6 +300,9 @@ def cmd_estimate(a) -> int:
         print(f"drawtune estimate: {e}", file=sys.stderr)
         return 2
     print(as_json(rows) if a.json else table(rows))
+    if gpus > 1 and not a.json:
+        eff, source = scaling_of(reference)
+        print(f"{gpus} GPUs at {eff:.0%} data-parallel efficiency each ({source})")
     return 0
 
 
@@ -377,6 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=paths.CONFIG)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--backend-port",
+        type=int,
+        default=0,
+        help="loopback port of the model server (swift deploy) behind the front (default: free)",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.set_defaults(func=cmd_serve)
 

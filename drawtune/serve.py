@@ -223,39 +223,62 @@ def ask(
     threshold: float | None = None,
 ) -> dict:
     """Boxes (or the class, for a classification experiment) for one drawing from a running
-    server, through an ``openai.OpenAI`` client; ``model`` is a served experiment name. Boxes
-    are scored from the answer's log-probabilities and those below the experiment's threshold
-    (``results/train/<model>/confidence.json`` under ``root``, or ``threshold``) are dropped
-    from ``boxes`` and kept in ``raw_boxes``."""
+    server, through an ``openai.OpenAI`` client; ``model`` is a served experiment name.
+
+    ``drawtune serve`` answers for the whole drawing (its front tiles, merges, scores and
+    thresholds: drawtune/serve_front.py) and its ``drawtune`` answer is returned as it is.
+    Against a plain ``swift deploy`` the same is done here: a tiled model is asked about each
+    view, boxes are scored from the answer's log-probabilities, and those below the
+    experiment's threshold (``results/train/<model>/confidence.json`` under ``root``, or
+    ``threshold``) are dropped from ``boxes`` and kept in ``raw_boxes``."""
     s = settings(cfg, model)
+    extra = logprob_request(cfg, s)
+    options = {} if threshold is None else {"extra_body": {"drawtune": {"threshold": threshold}}}
+
+    def one(path, **more):
+        reply = client.chat.completions.create(
+            model=model,
+            messages=image_message(path, s["prompt"]),
+            max_tokens=max_tokens or cfg["predict"]["max_new_tokens"],
+            temperature=0,
+            **{k: v for k, v in extra.items() if v is not None},
+            **more,
+        )
+        choice = reply.choices[0]
+        lp = getattr(choice, "logprobs", None)
+        front = (getattr(reply, "model_extra", None) or {}).get("drawtune")
+        return choice.message.content, lp.model_dump() if extra and lp is not None else None, front
+
     facts = _facts(image)
     trained = s["base_path"] if s["tuner"] == "none" else paths.merged(model)
-    tiling = tiling_of(trained, s)  # a tiled model is asked about each view, merged here
-    extra = logprob_request(cfg, s)
+    tiling = tiling_of(trained, s)
+    if not tiling or front_tiles(client, model):
+        text, lp, front = one(facts.path, **options)
+        if front is not None:  # drawtune serve's front answered for the whole drawing
+            response = front.pop("responses", text)
+            return {"image": str(image), **front, "response": response}
+    confidence = confidence_of(model, root=root) if s["task"] == "detect" else None
+    if not tiling:
+        got = answer(text, s, facts.width, facts.height, lp, confidence, threshold)
+        return {"image": str(image), **got, "response": text}
     with tempfile.TemporaryDirectory(prefix="drawtune-ask-") as tmp:
         views = image_views(
             facts.path, facts.width, facts.height, tiling, s["family"], spec_of(s), tmp
         )
-        texts, logprobs = [], []
-        for v in views:
-            reply = client.chat.completions.create(
-                model=model,
-                messages=image_message(v["image"], s["prompt"]),
-                max_tokens=max_tokens or cfg["predict"]["max_new_tokens"],
-                temperature=0,
-                **{k: v for k, v in extra.items() if v is not None},
+        texts, logprobs = zip(*(one(v["image"])[:2] for v in views), strict=True)
+    got = tiled_answer(list(texts), views, s, list(logprobs), confidence, threshold)
+    return {"image": str(image), **got, "response": list(texts)}
+
+
+def front_tiles(client, model: str) -> bool:
+    """Whether the server is ``drawtune serve``'s front and tiles for ``model`` itself (its
+    ``/v1/models`` says so); a plain ``swift deploy`` does not."""
+    for m in client.models.list().data:
+        if m.id == model:
+            return bool(
+                ((getattr(m, "model_extra", None) or {}).get("drawtune") or {}).get("tiling")
             )
-            choice = reply.choices[0]
-            texts.append(choice.message.content)
-            lp = getattr(choice, "logprobs", None)
-            logprobs.append(lp.model_dump() if extra and lp is not None else None)
-    confidence = confidence_of(model, root=root) if s["task"] == "detect" else None
-    if tiling:
-        got = tiled_answer(texts, views, s, logprobs, confidence, threshold)
-        return {"image": str(image), **got, "response": texts}
-    text = texts[0]
-    got = answer(text, s, facts.width, facts.height, logprobs[0], confidence, threshold)
-    return {"image": str(image), **got, "response": text}
+    return False
 
 
 def tiling_of(model, s: dict):

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from PIL import Image
+from pixel_detector import PixelClient, tiled_config
 
 from drawtune.coords import ResizeSpec, model_frame
 from drawtune.data.convert import answer_text
@@ -353,49 +354,6 @@ def test_synth_large_sheets_have_many_small_objects(tmp_path):
     assert len(usual["annotations"]) == len(want)
 
 
-class _PixelDetector:
-    """An OpenAI client stand-in whose "model" answers the box of the dark pixels of each
-    picture it is sent, in Qwen3-VL's 0-1000 coordinates: a perfect detector of one object."""
-
-    def __init__(self):
-        self.sizes = []
-        self.chat = self
-        self.completions = self
-
-    def create(self, model, messages, max_tokens, temperature, **asked):
-        # asked: logprobs and top_logprobs (issue 17); this stand-in answers without them
-        import base64
-        import io
-        from types import SimpleNamespace
-
-        url = messages[0]["content"][0]["image_url"]["url"]
-        im = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("L")
-        self.sizes.append(im.size)
-        box = im.point(lambda v: 255 if v < 128 else 0).getbbox()
-        w, h = im.size
-        items = []
-        if box:
-            x1, y1, x2, y2 = box
-            coords = [round(x1 * 1000 / w), round(y1 * 1000 / h)]
-            coords += [round(x2 * 1000 / w), round(y2 * 1000 / h)]
-            items = [{"bbox_2d": coords, "label": "view"}]
-        text = "```json\n" + json.dumps(items) + "\n```"
-        return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=text))])
-
-
-def _tiled_config(tiling):
-    from drawtune.config import completed
-
-    cfg = {
-        "classes": ["view"],
-        "datasets": {"d": {"format": "coco", "annotations": "d.json"}},
-        "model": {"family": "qwen3_vl", "base": "tiny", "max_pixels": 200704},
-        "prompt": "Detect.",
-        "experiments": {"tiled": {"tuner": "none", "tiling": tiling}, "plain": {"tuner": "none"}},
-    }
-    return completed(cfg)
-
-
 def test_ask_sends_every_view_and_merges_the_boxes_on_the_drawing(tmp_path, monkeypatch):
     from drawtune.serve import ask
 
@@ -403,8 +361,8 @@ def test_ask_sends_every_view_and_merges_the_boxes_on_the_drawing(tmp_path, monk
     im = Image.new("L", (1000, 700), 255)
     im.paste(0, (250, 50, 450, 150))  # one object across the border of two tiles
     im.save(tmp_path / "sheet.png")
-    cfg = _tiled_config({"size": 400, "overlap": 0.25})
-    client = _PixelDetector()
+    cfg = tiled_config({"size": 400, "overlap": 0.25})
+    client = PixelClient()
     got = ask(client, "tiled", tmp_path / "sheet.png", cfg)
     # the whole view (512 x 352) and six tiles, each asked once
     assert client.sizes == [(512, 352), *[(400, 400)] * 6]
@@ -415,12 +373,12 @@ def test_ask_sends_every_view_and_merges_the_boxes_on_the_drawing(tmp_path, monk
     # sheet) widens the union at the top only
     assert box["bbox"] == [250.0, 49.7, 450.0, 150.0]
     # an untiled experiment is asked once, about the drawing itself
-    client = _PixelDetector()
+    client = PixelClient()
     plain = ask(client, "plain", tmp_path / "sheet.png", cfg)
     assert client.sizes == [(1000, 700)] and plain["boxes"] == [
         {"label": "view", "bbox": [250.0, 49.7, 450.0, 149.8]}
     ]
     # nms keeps one of the views' boxes instead of their union
-    cfg = _tiled_config({"size": 400, "overlap": 0.25, "merge": {"method": "nms"}})
-    (kept,) = ask(_PixelDetector(), "tiled", tmp_path / "sheet.png", cfg)["boxes"]
+    cfg = tiled_config({"size": 400, "overlap": 0.25, "merge": {"method": "nms"}})
+    (kept,) = ask(PixelClient(), "tiled", tmp_path / "sheet.png", cfg)["boxes"]
     assert kept["bbox"] == [250.0, 49.7, 449.0, 149.1]  # the whole view's, first of the ties

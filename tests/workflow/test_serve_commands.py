@@ -6,23 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from conftest import BIN
 from PIL import Image
+from serving import drawtune_serve
 
 from drawtune.config import load_config
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _drawtune(wd, *args, **kw):
@@ -53,33 +45,14 @@ def test_predict_command_draws_boxes(finished_workflow):
 
 @pytest.mark.workflow
 def test_serve_answers_through_openai_client(finished_workflow):
-    from openai import OpenAI
-
     from drawtune.serve import ask
 
     wd = finished_workflow
-    port = _free_port()
-    log = (wd / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [str(BIN / "drawtune"), "serve", "--experiment", "demo", "--port", str(port)],
-        cwd=wd,
-        env=dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
-        deadline = time.time() + 300
-        while True:
-            assert proc.poll() is None, (wd / "serve.log").read_text()[-3000:]
-            try:
-                names = [m.id for m in client.models.list().data]
-                break
-            except Exception:
-                assert time.time() < deadline, (wd / "serve.log").read_text()[-3000:]
-                time.sleep(2)
-        assert names == ["demo"]
+    with drawtune_serve(wd, "--experiment", "demo") as (client, _):
+        listed = client.models.list().data
+        assert [m.id for m in listed] == ["demo"]
+        # the front says what it does for the model: untiled, its box score and threshold
+        assert listed[0].model_extra["drawtune"]["tiling"] is None
         cfg = load_config(wd / "config/config.yaml")
         image = json.loads(open(wd / "results/swift/demo/test.jsonl").readline())["images"][0]
         got = ask(client, "demo", wd / image, cfg)
@@ -91,7 +64,3 @@ def test_serve_answers_through_openai_client(finished_workflow):
         assert json.loads(p.stdout.splitlines()[0])["boxes"] == got["boxes"]
         saved = json.loads((wd / "adhoc1/predictions.jsonl").read_text().splitlines()[0])
         assert saved["response"] == got["response"]
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-        log.close()

@@ -1,6 +1,7 @@
 """Large sheets as tiles in the workflow (issue 18): a tiled and an untiled experiment in one
 run on large synthetic sheets with small objects, both scored at sheet coordinates; what a
-tiling edit reruns; `drawtune predict` with the tiling that travels with the model."""
+tiling edit reruns; `drawtune predict` with the tiling that travels with the model, and
+`drawtune serve` tiling on the server side."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 import pytest
 import yaml
 from conftest import copy_workflow, planned_jobs, snakemake, tiny_config
+from serving import drawtune_serve
 
 from drawtune.coords import ResizeSpec
 from drawtune.data.tiling import MODEL_TILING, Tiling, sheet_views
@@ -183,3 +185,41 @@ def test_drawtune_predict_tiles_with_the_tiling_recorded_next_to_the_model(tiled
             x1, y1, x2, y2 = b["bbox"]
             assert 0 <= x1 < x2 <= 512 and 0 <= y1 < y2 <= 362
         assert (wd / args[0] / (image.rsplit("/", 1)[1])).is_file()  # the overlay
+
+
+def test_drawtune_serve_tiles_on_the_server_side(tiled):
+    """`drawtune serve` for the tiled model: any OpenAI client sends the whole sheet, the front
+    asks `swift deploy` about its views and answers with the merged boxes, as `swift infer`
+    (drawtune predict) gives them."""
+    from drawtune.config import load_config
+    from drawtune.data.convert import answer_text
+    from drawtune.serve import image_message
+
+    wd = tiled
+    image = load_jsonl(wd / "results/splits/test.jsonl")[0]["image"]
+    cfg = load_config(wd / "config/config.yaml")
+    with drawtune_serve(wd, "--experiment", "tiled") as (client, log):
+        (listed,) = client.models.list().data
+        assert listed.id == "tiled" and listed.model_extra["drawtune"]["tiling"]["size"] == 320
+        reply = client.chat.completions.create(
+            model="tiled",
+            messages=image_message(wd / image, cfg["prompt"]),
+            max_tokens=cfg["predict"]["max_new_tokens"],
+            temperature=0,
+        )
+        assert "320-px tiles merged by the front" in log.read_text()
+    got = reply.model_extra["drawtune"]
+    assert got["n_views"] == 5 and len(got["responses"]) == 5
+    for b in got["boxes"]:
+        x1, y1, x2, y2 = b["bbox"]
+        assert 0 <= x1 < x2 <= 512 and 0 <= y1 < y2 <= 362
+    # the answer is the merged one, written in the family's convention for the whole sheet
+    text = answer_text(got["boxes"], "qwen3_vl", 512, 362, SPEC)
+    assert reply.choices[0].message.content == text
+    # the same views and greedy answers as `drawtune predict` (swift infer) on the sheet
+    cli = [sys.executable, "-m", "drawtune.cli", "predict", image, "--out", "served"]
+    p = subprocess.run([*cli, "--experiment", "tiled"], cwd=wd, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (row,) = load_jsonl(wd / "served/predictions.jsonl")
+    assert got["responses"] == row["response"]
+    assert got["boxes"] == row["boxes"] and got["raw_boxes"] == row["raw_boxes"]
