@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from . import paths
-from .config import defaults, load_config, settings
+from .config import defaults, load_config, origin, settings
 from .coords import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FAMILIES, ResizeSpec
 from .data.convert import manifest_row, swift_row
 from .data.readers import box_classes, detect_format
@@ -55,7 +55,9 @@ def _spec(a) -> ResizeSpec:
 
 
 def cmd_synth(a) -> int:
-    coco = write_dataset(Path(a.out), a.n, a.seed, a.width, object_scale=a.object_scale)
+    coco = write_dataset(
+        Path(a.out), a.n, a.seed, a.width, object_scale=a.object_scale, max_views=a.max_views
+    )
     print(f"wrote {len(coco['images'])} drawings and {len(coco['annotations'])} boxes to {a.out}")
     return 0
 
@@ -279,9 +281,11 @@ def cmd_estimate(a) -> int:
             if a.params_b:
                 params = int(a.params_b * 1e9)
             else:
-                if s["base_path"] not in sizes:
-                    sizes[s["base_path"]] = model_parameters(s["base_path"])
-                params = sizes[s["base_path"]]
+                # init_from: the trained model it starts from has its origin's shape
+                base = settings(cfg, origin(cfg, name))["base_path"]
+                if base not in sizes:
+                    sizes[base] = model_parameters(base)
+                params = sizes[base]
             rows.append(
                 estimate(
                     experiment=name,
@@ -325,6 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="below 1: a large sheet with small objects, drawn at the size they would have on a "
         "sheet this many times as wide (e.g. --width 4000 --object-scale 0.15; for tiling)",
+    )
+    p.add_argument(
+        "--max-views",
+        type=int,
+        help="keep at most this many views a sheet (1: single-view sheets, a curriculum's start)",
     )
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_synth)

@@ -163,6 +163,10 @@ def settings(cfg: dict, name: str) -> dict:
     m = cfg["model"]
     out = dict(exp)
     out["task"] = exp.get("task", "detect")
+    if exp.get("init_from"):  # another experiment's trained model, with its family and size
+        src = settings(cfg, exp["init_from"]) if exp["init_from"] != name else {}
+        m = {**m, **{k: src.get(k, m[k]) for k in ("family", "min_pixels", "max_pixels")}}
+        m["base"] = str(paths.merged(exp["init_from"]))
     for key in ("family", "base", "min_pixels", "max_pixels"):
         out[key] = exp.get(key, m[key])
     out["base_path"] = paths.tiny_model(out["family"]) if out["base"] == "tiny" else out["base"]
@@ -176,10 +180,63 @@ def settings(cfg: dict, name: str) -> dict:
     return out
 
 
+def origin(cfg: dict, name: str) -> str:
+    """The experiment whose base model an ``init_from`` chain starts from (``name`` itself
+    when it has no ``init_from``)."""
+    while (cfg["experiments"].get(name) or {}).get("init_from"):
+        name = cfg["experiments"][name]["init_from"]
+    return name
+
+
+def check_init_from(cfg: dict) -> None:
+    """``init_from`` names another trained experiment of the same task, without a cycle, and
+    the experiment sets no base, family or image size of its own that differ from it."""
+    exps = cfg["experiments"]
+    for name, exp in sorted(exps.items()):
+        src = exp.get("init_from")
+        if src is None:
+            continue
+        if src not in exps:
+            known = ", ".join(sorted(exps))
+            raise ValueError(f"experiment {name}: init_from {src!r} is no experiment ({known})")
+        seen = [name]
+        while src is not None:
+            if src in seen:
+                raise ValueError(
+                    f"experiment {name}: init_from goes round: {' -> '.join([*seen, src])}"
+                )
+            seen.append(src)
+            src = exps[src].get("init_from")
+        src = exp["init_from"]
+        if exps[src].get("tuner", "lora") == "none":
+            raise ValueError(f"experiment {name}: init_from {src} has tuner none (nothing trained)")
+        if exps[src].get("task", "detect") != exp.get("task", "detect"):
+            raise ValueError(f"experiment {name}: init_from {src} has another task")
+        if "base" in exp:
+            raise ValueError(f"experiment {name}: init_from and base both say where to start")
+        s, t = settings(cfg, src), exp
+        for key in ("family", "min_pixels", "max_pixels"):
+            if key in t and t[key] != s[key]:
+                raise ValueError(
+                    f"experiment {name}: {key} {t[key]} differs from init_from {src}'s {s[key]}"
+                )
+
+
 def check_experiments(cfg: dict) -> None:
     """Cross-field checks the schema cannot express; ValueError with a clear message."""
+    check_init_from(cfg)
+    detect = set(detect_datasets(cfg))
     for name, exp in sorted(cfg["experiments"].items()):
         task = exp.get("task", "detect")
+        chosen = exp.get("train_datasets") or []
+        if chosen and task != "detect":
+            raise ValueError(f"experiment {name}: train_datasets is for task detect")
+        for ds in chosen:
+            if ds not in detect:
+                raise ValueError(
+                    f"experiment {name}: train_datasets names {ds!r}, not a detection dataset "
+                    f"({', '.join(sorted(detect))})"
+                )
         if task == "classify":
             ds = exp.get("dataset")
             if ds not in cfg["datasets"]:

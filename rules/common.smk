@@ -162,6 +162,8 @@ def base_model_input(wildcards):
     is tracked (a change reruns training); hub ids and gs:// paths are not files here.
     """
     s = SETTINGS[model_of(wildcards)]
+    if s.get("init_from"):  # another experiment's merged model: trained and merged first
+        return paths.MERGED.format(experiment=s["init_from"])
     if s["base"] == "tiny":
         return rules.build_tiny_model.output.model.format(family=s["family"])
     return s["base"] if Path(s["base"]).is_dir() else []
@@ -200,6 +202,22 @@ def split_records_file(wildcards):
         out = getattr(rules.split_classify.output, wildcards.split)
         return out.format(dataset=s["dataset"])
     return rules.split_dataset.output[wildcards.split]
+
+
+def train_datasets_input(wildcards):
+    """The validated records of an experiment's ``train_datasets``, for its train and val
+    splits (the records kept from the pooled split); nothing otherwise."""
+    chosen = SETTINGS[wildcards.model].get("train_datasets") or []
+    if wildcards.split == "test" or not chosen:
+        return []
+    return [rules.validate_annotations.output.records.format(dataset=d) for d in chosen]
+
+
+def train_datasets_of(wildcards):
+    """``train_datasets`` as the convert rule's param (a change reruns the conversion)."""
+    if wildcards.split == "test":
+        return None
+    return SETTINGS[wildcards.model].get("train_datasets")
 
 
 def swift_data(split, field="jsonl"):

@@ -90,6 +90,8 @@ rule split_classify:
 rule convert_annotations:
     input:
         records=split_records_file,
+        # an experiment's train_datasets: its train and val splits keep only their records
+        datasets=train_datasets_input,
     output:
         jsonl=paths.SWIFT_DATA,
         manifest=paths.SWIFT_MANIFEST,
@@ -105,5 +107,6 @@ rule convert_annotations:
         prompt=setting("prompt"),
         resize=model_resize,
         tiling=tiling_of,
+        train_datasets=train_datasets_of,
     script:
         "../scripts/convert_annotations.py"

@@ -16,6 +16,7 @@ if __name__ == "__main__":
         width=syn.get("width", 640),
         workers=snakemake.threads,
         object_scale=syn.get("object_scale", 1.0),
+        max_views=syn.get("max_views"),
     )
     log.info(
         "wrote %d drawings, %d boxes to %s", len(coco["images"]), len(coco["annotations"]), out

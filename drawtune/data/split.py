@@ -494,3 +494,14 @@ def split_classify(
         leakage_out=leakage_out,
         leakage_copy=leakage_copy,
     )
+
+
+def keep_datasets(records_file, validated_files, out_file) -> tuple[int, int]:
+    """The records of one pooled split (``records_file``) that come from the datasets whose
+    validated records are ``validated_files`` (matched by source file and record id), written
+    to ``out_file``: an experiment's ``train_datasets``. Returns (kept, read)."""
+    chosen = {(r["source"], r["record"]) for f in validated_files for r in load_jsonl(f)}
+    rows = load_jsonl(records_file)
+    kept = [r for r in rows if (r["source"], r["record"]) in chosen]
+    dump_jsonl(kept, out_file)
+    return len(kept), len(rows)

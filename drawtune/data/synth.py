@@ -115,11 +115,16 @@ def _table(d, rng, x0, y0, rows, col_w, row_h, fs, header):
     return (x0, y0, x1, y1)
 
 
-def draw_sheet(seed: int, index: int, width: int = 640, height: int | None = None):
+def draw_sheet(
+    seed: int, index: int, width: int = 640, height: int | None = None, max_views: int | None = None
+):
     """One sheet: ``(PIL image, [(label, [x1, y1, x2, y2]), ...])``, boxes in pixels.
 
     ``height`` defaults to an A-series landscape sheet (``width / sqrt(2)``); a larger one gives
-    a portrait sheet with the same layout rules and the same random choices."""
+    a portrait sheet with the same layout rules and the same random choices. ``max_views`` keeps
+    at most that many of the sheet's views (of any kind; the others drawn are left out), which
+    then share the free area: 1 gives single-view sheets with one large view (a curriculum's
+    first stage). The random choices are the same, so other sheets do not change."""
     rng = random.Random(f"drawtune-synth-{seed}-{index}")
     if height is None:
         height = int(round(width / 2**0.5))
@@ -166,6 +171,8 @@ def draw_sheet(seed: int, index: int, width: int = 640, height: int | None = Non
     if rng.random() < 0.4:
         kinds.append("detail_view")
     rng.shuffle(kinds)
+    if max_views is not None:
+        kinds = kinds[:max_views]
     area = (m + 4, m + 4, int(width * 0.72), tb[1] - fs * 2)
     cols = 3 if len(kinds) > 4 else 2
     rows = (len(kinds) + cols - 1) // cols
@@ -250,22 +257,29 @@ def draw_large_sheet(seed: int, index: int, width: int, object_scale: float):
 
 def _render(job):
     """Draw and save one sheet (runs in a worker process); return its name, size and boxes."""
-    out, seed, i, width, object_scale = job
+    out, seed, i, width, object_scale, max_views = job
     if object_scale < 1:
         img, boxes = draw_large_sheet(seed, i, width, object_scale)
     else:
-        img, boxes = draw_sheet(seed, i, width)
+        img, boxes = draw_sheet(seed, i, width, max_views=max_views)
     name = f"sheet_{seed:04d}_{i:05d}.png"
     img.save(Path(out) / "images" / name, optimize=False)
     return name, img.width, img.height, boxes
 
 
 def write_dataset(
-    out: Path, n: int, seed: int = 0, width: int = 640, workers: int = 1, object_scale: float = 1.0
+    out: Path,
+    n: int,
+    seed: int = 0,
+    width: int = 640,
+    workers: int = 1,
+    object_scale: float = 1.0,
+    max_views: int | None = None,
 ) -> dict:
     """Write ``out/images/*.png`` and ``out/annotations.json`` (COCO); return the COCO dict.
 
-    ``object_scale`` below 1 draws large sheets with small objects (:func:`draw_large_sheet`).
+    ``object_scale`` below 1 draws large sheets with small objects (:func:`draw_large_sheet`);
+    ``max_views`` caps the views of a usual sheet (:func:`draw_sheet`).
     ``workers`` > 1 draws sheets in parallel processes; the output is the same byte for byte."""
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -276,7 +290,7 @@ def write_dataset(
         "images": [],
         "annotations": [],
     }
-    jobs = [(str(out), seed, i, width, object_scale) for i in range(n)]
+    jobs = [(str(out), seed, i, width, object_scale, max_views) for i in range(n)]
     if workers > 1 and n > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             sheets = pool.map(_render, jobs, chunksize=max(1, n // (workers * 8)))

@@ -13,6 +13,7 @@ from drawtune.config import (
     is_local_path,
     load_schema,
     models,
+    origin,
     read_yaml,
     schema_problem,
     settings,
@@ -47,6 +48,51 @@ def test_experiment_keys_override_the_global_model_and_prompt():
     base = settings(cfg, "base")
     assert base["tuner"] == "none" and base["family"] == "qwen3_vl"
     assert models(cfg) == ["base", "demo", "hires", "sheet_type"]
+
+
+def test_init_from_starts_from_the_other_experiments_merged_model():
+    cfg = shipped()
+    cfg["experiments"]["stage1"] = {"tuner": "full", "family": "qwen2_5_vl", "max_pixels": 50176}
+    cfg["experiments"]["stage2"] = {"tuner": "lora", "init_from": "stage1"}
+    cfg["experiments"]["stage3"] = {"init_from": "stage2", "learning_rate": 1e-5}
+    check_experiments(cfg)
+    s = settings(cfg, "stage2")
+    assert s["base"] == s["base_path"] == "results/merged/stage1"
+    assert (s["family"], s["max_pixels"]) == ("qwen2_5_vl", 50176)  # the model it starts from
+    assert settings(cfg, "stage3")["base_path"] == "results/merged/stage2"
+    assert settings(cfg, "stage3")["family"] == "qwen2_5_vl"
+    assert origin(cfg, "stage3") == "stage1" and origin(cfg, "demo") == "demo"
+
+
+@pytest.mark.parametrize(
+    "stage2, message",
+    [
+        ({"init_from": "nowhere"}, "init_from 'nowhere' is no experiment"),
+        ({"init_from": "stage2"}, "goes round: stage2 -> stage2"),
+        ({"init_from": "untrained"}, "has tuner none"),
+        ({"init_from": "sheet_type"}, "another task"),
+        ({"init_from": "stage1", "base": "Qwen/Qwen3-VL-4B-Instruct"}, "init_from and base"),
+        ({"init_from": "stage1", "family": "qwen2_5_vl"}, "family qwen2_5_vl differs"),
+        ({"train_datasets": ["nowhere"]}, "train_datasets names 'nowhere'"),
+        ({"train_datasets": ["sheets"]}, "not a detection dataset"),
+        ({"task": "classify", "dataset": "sheets", "train_datasets": ["demo"]}, "task detect"),
+    ],
+)
+def test_bad_init_from_and_train_datasets_are_refused(stage2, message):
+    cfg = shipped()
+    cfg["experiments"]["stage1"] = {"tuner": "lora"}
+    cfg["experiments"]["untrained"] = {"tuner": "none"}
+    cfg["experiments"]["stage2"] = stage2
+    with pytest.raises(ValueError, match=message):
+        check_experiments(cfg)
+
+
+def test_a_cycle_of_two_is_named():
+    cfg = shipped()
+    cfg["experiments"]["a"] = {"init_from": "b"}
+    cfg["experiments"]["b"] = {"init_from": "a"}
+    with pytest.raises(ValueError, match="experiment a: init_from goes round: a -> b -> a"):
+        check_experiments(cfg)
 
 
 def test_classification_experiment_gets_its_dataset_classes_and_prompt():

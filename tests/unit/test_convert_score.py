@@ -410,3 +410,29 @@ def test_cli_convert_malformed_input_exits_2(tmp_path, capsys):
     )
     assert rc == 2
     assert "malformed JSON at line 2" in capsys.readouterr().err
+
+
+def test_single_view_sheets_keep_one_view_and_leave_other_sheets_alone():
+    """synthetic.max_views (a curriculum's first stage): each sheet keeps at most that many
+    views of any kind, in one larger cell; title block, table and notes as before."""
+    from drawtune.data.synth import draw_sheet
+
+    view_kinds = {"view", "section_view", "detail_view"}
+    many = 0
+    for i in range(12):
+        _, usual = draw_sheet(5, i, 320)
+        img, single = draw_sheet(5, i, 320, max_views=1)
+        views = [(label, b) for label, b in single if label in view_kinds]
+        assert len(views) == 1
+        usual_views = [(label, b) for label, b in usual if label in view_kinds]
+        many += len(usual_views) > 1
+        # everything but the views is the same sheet
+        assert [x for x in single if x[0] not in view_kinds] == [
+            x for x in usual if x[0] not in view_kinds
+        ]
+        # the first view drawn, of the same kind, drawn in the whole free area: no smaller
+        (kind, (x1, y1, x2, y2)), (first, b) = views[0], usual_views[0]
+        assert kind == first and (x2 - x1) * (y2 - y1) >= (b[2] - b[0]) * (b[3] - b[1])
+        assert img.size == (320, 226)
+    assert many >= 6  # the usual sheets mostly have several
+    assert draw_sheet(5, 0, 320, max_views=9)[1] == draw_sheet(5, 0, 320)[1]

@@ -191,3 +191,26 @@ def test_split_dataset_empty_test_split_fails(tmp_path):
             tmp_path / "rejects.jsonl",
             tmp_path / "summary.json",
         )
+
+
+def test_train_datasets_keep_only_their_records(tmp_path):
+    """keep_datasets: the pooled split's records that a chosen dataset validated, matched by
+    source file and record id (the same id in two datasets' files is two records)."""
+    from drawtune.data.split import keep_datasets
+    from drawtune.jsonio import dump_jsonl, load_jsonl
+
+    def rec(src, i):
+        return {"source": src, "record": str(i), "image": f"{src}/{i}.png", "boxes": []}
+
+    simple = [rec("simple.json", i) for i in range(3)]
+    full = [rec("full.json", i) for i in range(4)]
+    dump_jsonl(simple, tmp_path / "simple.jsonl")
+    dump_jsonl(full, tmp_path / "full.jsonl")
+    pooled = [full[0], simple[1], full[3], simple[2]]  # a split holds some of each
+    dump_jsonl(pooled, tmp_path / "train.jsonl")
+    out = tmp_path / "kept.jsonl"
+    assert keep_datasets(tmp_path / "train.jsonl", [tmp_path / "simple.jsonl"], out) == (2, 4)
+    assert load_jsonl(out) == [simple[1], simple[2]]  # in the split's order
+    both = [tmp_path / "simple.jsonl", tmp_path / "full.jsonl"]
+    assert keep_datasets(tmp_path / "train.jsonl", both, out) == (4, 4)
+    assert load_jsonl(out) == pooled
