@@ -220,6 +220,22 @@ def detection_reply(body: dict, m: Served, width: int, height: int, replies: lis
     }
 
 
+def cut(data: bytes, suffix: str, m: Served, folder: Path):
+    """The request's drawing read (as validation reads drawings: PDF pages, 16-bit scans) and
+    cut into the model's views under ``folder``: (its facts, the views' manifest rows)."""
+    drawing = folder / f"drawing{suffix}"
+    drawing.write_bytes(data)
+    try:
+        facts = inspect(str(drawing), folder / "pages")
+    except ImageProblem as e:
+        raise RequestProblem(f"the image cannot be read: {e}", "messages") from None
+    s = m.settings
+    views = image_views(
+        facts.path, facts.width, facts.height, m.tiling, s["family"], spec_of(s), folder, fast=True
+    )
+    return facts, views
+
+
 def error(status: int, message: str, param: str | None = None, kind="invalid_request_error"):
     body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
     return JSONResponse(body, status_code=status)
@@ -310,27 +326,17 @@ def create_app(backend: str, served: dict[str, Served], concurrency: int = CONCU
         i, j, url = the_image(body.get("messages"))
         threshold_of(body)  # a bad option is said before any work
         data, suffix = image_bytes(url)
-        s = m.settings
         with tempfile.TemporaryDirectory(prefix="drawtune-front-") as tmp:
-            drawing = Path(tmp) / f"drawing{suffix}"
-            drawing.write_bytes(data)
-            try:
-                facts = inspect(str(drawing), Path(tmp) / "pages")
-            except ImageProblem as e:
-                raise RequestProblem(f"the image cannot be read: {e}", "messages") from None
-            views = image_views(
-                facts.path, facts.width, facts.height, m.tiling, s["family"], spec_of(s), tmp
+            # decoding, cutting and encoding run beside the event loop: other requests go on
+            facts, views = await asyncio.to_thread(cut, data, suffix, m, Path(tmp))
+            urls = await asyncio.to_thread(lambda: [data_url(v["image"]) for v in views])
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            replies = await asyncio.gather(
+                *(backend_call(client, with_image(body, (i, j), u, m.extra)) for u in urls)
             )
-            async with httpx.AsyncClient(timeout=timeout) as client:
-                replies = await asyncio.gather(
-                    *(
-                        backend_call(
-                            client, with_image(body, (i, j), data_url(v["image"]), m.extra)
-                        )
-                        for v in views
-                    )
-                )
-        return detection_reply(body, m, facts.width, facts.height, list(replies), views)
+        return await asyncio.to_thread(
+            detection_reply, body, m, facts.width, facts.height, list(replies), views
+        )
 
     return app
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -186,19 +188,37 @@ def view_name(sha256: str, view: View) -> str:
 
 
 def write_views(
-    path: str, width: int, height: int, views: list[View], folder: Path, stem: str
+    path: str,
+    width: int,
+    height: int,
+    views: list[View],
+    folder: Path,
+    stem: str,
+    fast: bool = False,
 ) -> list[str]:
     """Each view of a sheet as a PNG under ``folder``; a view that is the sheet itself keeps the
-    sheet's own path (nothing written). Returns the paths, in order."""
-    out = []
+    sheet's own path (nothing written). Returns the paths, in order. ``fast`` (a served
+    request's views, read once and thrown away): encoded with zlib level 1 by several threads
+    (the pixels are the same; only training data keep the default, smaller files)."""
+    out = [path if v.kind == "whole" and (v.width, v.height) == (width, height) else None
+           for v in views]  # fmt: skip
     with _opened(path, width, height) as im:
-        for v in views:
-            if v.kind == "whole" and (v.width, v.height) == (width, height):
-                out.append(path)
-                continue
-            dest = folder / view_name(stem, v)
-            view_image(im, v).save(dest, optimize=False)
-            out.append(str(dest))
+        im.load()  # decoded once, before any thread crops it
+
+        def save(k: int) -> str:
+            dest = folder / view_name(stem, views[k])
+            opts = {"compress_level": 1} if fast else {"optimize": False}
+            view_image(im, views[k]).save(dest, **opts)
+            return str(dest)
+
+        todo = [k for k, o in enumerate(out) if o is None]
+        if fast and len(todo) > 1:
+            with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+                done = list(pool.map(save, todo))
+        else:
+            done = [save(k) for k in todo]
+    for k, dest in zip(todo, done, strict=True):
+        out[k] = dest
     return out
 
 
@@ -275,10 +295,12 @@ def convert_tiled_split(
     return len(rows)
 
 
-def image_views(path: str, width: int, height: int, tiling, family, spec, folder) -> list[dict]:
-    """The views of one drawing outside the workflow (``drawtune predict``, ``serve.ask``) as
-    manifest rows, their images under ``folder``; untiled (``tiling`` None): the drawing itself
-    as one whole view."""
+def image_views(
+    path: str, width: int, height: int, tiling, family, spec, folder, fast: bool = False
+) -> list[dict]:
+    """The views of one drawing outside the workflow (``drawtune predict``, ``serve.ask``, the
+    serving front with ``fast``: :func:`write_views`) as manifest rows, their images under
+    ``folder``; untiled (``tiling`` None): the drawing itself as one whole view."""
     path = str(Path(path).resolve())
     record = {"image": path, "sha256": "", "width": width, "height": height}
     if tiling is None:
@@ -287,7 +309,7 @@ def image_views(path: str, width: int, height: int, tiling, family, spec, folder
         views = sheet_views(width, height, tiling, family, spec)
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        images = write_views(path, width, height, views, folder, Path(path).stem)
+        images = write_views(path, width, height, views, folder, Path(path).stem, fast)
     return [manifest_view(record, v, i, family, spec) for v, i in zip(views, images, strict=True)]
 
 

@@ -382,3 +382,22 @@ def test_ask_sends_every_view_and_merges_the_boxes_on_the_drawing(tmp_path, monk
     cfg = tiled_config({"size": 400, "overlap": 0.25, "merge": {"method": "nms"}})
     (kept,) = ask(PixelClient(), "tiled", tmp_path / "sheet.png", cfg)["boxes"]
     assert kept["bbox"] == [250.0, 49.7, 449.0, 149.1]  # the whole view's, first of the ties
+
+
+def test_fast_views_have_the_same_pixels(tmp_path):
+    """The serving front's views (zlib level 1, several threads) are the training views'
+    pixels, in the same order and names."""
+    from drawtune.data.tiling import write_views
+
+    sheet = tmp_path / "sheet.png"
+    im = Image.effect_noise((1000, 700), 64).convert("L")
+    im.save(sheet)
+    views = sheet_views(1000, 700, TILING, "qwen3_vl", SPEC)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    slow = write_views(str(sheet), 1000, 700, views, tmp_path / "a", "s")
+    fast = write_views(str(sheet), 1000, 700, views, tmp_path / "b", "s", fast=True)
+    assert [p.split("/")[-1] for p in slow] == [p.split("/")[-1] for p in fast] and len(fast) == 7
+    for a, b in zip(slow, fast, strict=True):
+        with Image.open(a) as x, Image.open(b) as y:
+            assert x.size == y.size and x.tobytes() == y.tobytes()
