@@ -357,6 +357,9 @@ def report_info(model):
         info.update(epochs=s["epochs"], learning_rate=s["learning_rate"])
         if s["tuner"] in ("lora", "qlora"):
             info["lora_rank"] = s["lora"]["rank"]
+    for key in ("init_from", "train_datasets"):  # a chained experiment (curricula)
+        if s.get(key):
+            info[key] = s[key]
     return info
 
 

@@ -68,6 +68,8 @@ def describe(info: dict, counts: dict) -> str:
     """What was trained on what, in one line: tuner, base model, epochs, learning rate, the
     training data and the test split."""
     base = f"{info.get('base', '?')} ({info.get('family', '?')})"
+    if info.get("init_from"):
+        base = f"{info['init_from']}'s trained model ({info.get('family', '?')})"
     names = info.get("datasets") or []
     data = ("dataset " if len(names) == 1 else "datasets ") + (", ".join(names) or "?")
     test = counts.get("test")
@@ -85,6 +87,10 @@ def describe(info: dict, counts: dict) -> str:
         line += f", {epochs:g} epoch{'' if epochs == 1 else 's'}"
     if info.get("learning_rate") is not None:
         line += f" at learning rate {info['learning_rate']:g}"
+    chosen = info.get("train_datasets")
+    if chosen:  # a part of the pooled split: its counts are not this experiment's
+        names = ", ".join(chosen)
+        return line + f", on the training drawings of {names} only; {tested} of {data}"
     if counts.get("train") is not None:
         line += f", on {_plural(counts['train'], 'training drawing')}"
         if counts.get("val"):

@@ -173,6 +173,13 @@ def test_one_line_says_what_was_trained_on_what():
         "training drawings (10 for validation) of dataset plant; tested on 10 drawings"
     )
     assert describe(e["base"].info, e["base"].counts).startswith("the untrained base model")
+    # a curriculum's stage: the model it starts from, and only its own datasets' drawings
+    # (the split's counts are the pooled ones)
+    chained = {**e["small"].info, "init_from": "stage1", "train_datasets": ["single"]}
+    assert describe(chained, e["small"].counts) == (
+        "LoRA rank 8 of stage1's trained model (qwen3_vl), 3 epochs at learning rate 0.0001, on "
+        "the training drawings of single only; tested on 10 drawings of dataset plant"
+    )
     html = home(e, note="n", usd_per_gpu_hour=None)
     assert "LoRA rank 16 of Qwen/Qwen2.5-VL-7B" in html and "Δ against q25_zero." in html
     assert "no cost is estimated" in html
