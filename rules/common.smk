@@ -162,7 +162,8 @@ def base_model_input(wildcards):
     is tracked (a change reruns training); hub ids and gs:// paths are not files here.
     """
     s = SETTINGS[model_of(wildcards)]
-    if s.get("init_from"):  # another experiment's merged model: trained and merged first
+    # init_from: another experiment's merged model, trained and merged first
+    if s.get("init_from"):
         return paths.MERGED.format(experiment=s["init_from"])
     if s["base"] == "tiny":
         return rules.build_tiny_model.output.model.format(family=s["family"])
