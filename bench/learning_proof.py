@@ -35,6 +35,7 @@ def run(
     task: str = "detect",
     until: list[str] | None = None,
     keep: bool = False,
+    also: tuple[str, ...] = (),
 ) -> dict | None:
     if not (keep and (wd / "Snakefile").is_file()):
         copy_workflow(wd)
@@ -50,6 +51,7 @@ def run(
     targets = [
         f"results/metrics/{trained_name}/test.json",
         f"results/metrics/{base_name}/test.json",
+        *(f"results/metrics/{name}/test.json" for name in also),
     ]
     cmd = [
         shutil.which("snakemake") or "snakemake",
@@ -129,7 +131,15 @@ def run(
         "final_loss": steps[-1]["loss"] if steps else None,
         "device": gpu_name(),
         "per_class_ap50": {k: v["ap50"] for k, v in trained["per_class"].items()},
+        "image_use": answers_follow_drawings(wd, trained_name),
     }
+    for name in also:
+        m = json.loads((wd / f"results/metrics/{name}/test.json").read_text())
+        result.setdefault("also", {})[name] = {
+            "map50": m["map50"],
+            "per_class_ap50": {k: v["ap50"] for k, v in m["per_class"].items()},
+            "image_use": answers_follow_drawings(wd, name),
+        }
     if curve:
         result["curve"] = [
             {
@@ -140,9 +150,25 @@ def run(
         ]
         result["curve"] += map50_curve(wd, family, curve_every)
         result["curve"].append(
-            {"step": n_steps, "map50": result["map50"], "parse_rate": result["parse_rate"]}
+            {
+                "step": n_steps,
+                "map50": result["map50"],
+                "parse_rate": result["parse_rate"],
+                "per_class_ap50": result["per_class_ap50"],
+                "count_gain": {k: v["gain"] for k, v in result["image_use"]["per_class"].items()},
+            }
         )
     return result
+
+
+def answers_follow_drawings(wd: Path, model: str) -> dict:
+    """drawtune.eval.image_use of one scored model: do its counts follow the drawings?"""
+    sys.path.insert(0, str(ROOT))
+    from drawtune.eval.image_use import image_use
+    from drawtune.jsonio import load_jsonl
+
+    truth = json.loads((wd / "results/splits/test.coco.json").read_text())
+    return image_use(load_jsonl(wd / f"results/metrics/{model}/test.details.jsonl"), truth)
 
 
 def map50_curve(wd: Path, family: str, every: int) -> list[dict]:
@@ -151,6 +177,7 @@ def map50_curve(wd: Path, family: str, every: int) -> list[dict]:
     import yaml
 
     from drawtune.coords import ResizeSpec
+    from drawtune.eval.image_use import image_use
     from drawtune.eval.score import score
     from drawtune.jsonio import load_jsonl
     from drawtune.train.device import detect_device
@@ -179,12 +206,15 @@ def map50_curve(wd: Path, family: str, every: int) -> list[dict]:
             result_out=str(res),
             log_path=str(res.with_suffix(".log")),
         ).run(device=detect_device())
-        metrics, _ = score(load_jsonl(res), truth, family, spec)
+        metrics, details = score(load_jsonl(res), truth, family, spec)
+        use = image_use(details, truth)["per_class"]
         out.append(
             {
                 "step": int(ck.name.split("-")[1]),
                 "map50": metrics["map50"],
                 "parse_rate": round(1 - metrics["n_unparseable"] / metrics["n_images"], 4),
+                "per_class_ap50": {k: v["ap50"] for k, v in metrics["per_class"].items()},
+                "count_gain": {k: v["gain"] for k, v in use.items()},
             }
         )
         print(out[-1], flush=True)
@@ -207,11 +237,28 @@ def main() -> None:
         "build_tiny_model), then stop; a later call with --keep-workdir goes on from there",
     )
     ap.add_argument("--keep-workdir", action="store_true", help="go on in the existing --workdir")
+    ap.add_argument(
+        "--score-also",
+        nargs="+",
+        default=[],
+        help="also score these experiments (e.g. a curriculum's warmup) on the test split",
+    )
+    ap.add_argument("--key", help="the result's name in --out (default: the family)")
     a = ap.parse_args()
-    key = a.family if a.task == "detect" else f"{a.family}-classify"
+    key = a.key or (a.family if a.task == "detect" else f"{a.family}-classify")
     # absolute: map50_curve changes into the folder before it looks for checkpoints
     wd = (a.workdir or ROOT / "bench/runs" / key).resolve()
-    result = run(a.family, a.override, wd, a.curve, a.curve_every, a.task, a.until, a.keep_workdir)
+    result = run(
+        a.family,
+        a.override,
+        wd,
+        a.curve,
+        a.curve_every,
+        a.task,
+        a.until,
+        a.keep_workdir,
+        tuple(a.score_also),
+    )
     if result is None:
         return
     print(json.dumps(result, indent=2))

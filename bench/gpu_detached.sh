@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Run a GPU session's bench jobs detached from the device tool's 10-minute commands, so that one
+# machine start serves up to 28 minutes of work and nothing waits for the next call:
+#
+#   first call:   bash bench/gpu_detached.sh start bench/sessions/<jobs>.sh; bash bench/gpu_detached.sh poll 540
+#   later calls:  bash bench/gpu_detached.sh poll 560
+#
+# `start` installs the carried wheels (.whl) into /tmp/site and runs the jobs file with bash in a
+# new process session (setsid: the device tool ends a command's other processes when it
+# returns). The jobs file writes its results and logs under $R (/tmp/res) and appends lines to
+# $R/status with `st`; `st done` ends the waiting. `poll N` waits up to N seconds (less once the
+# status says done), prints the status and the last progress lines of each log, and copies the
+# results (*.json) and log tails (*.log) under $R to $OUT. The machine must not sit idle for 30 s
+# between calls, or it is given back and the jobs end with it: call `poll` again at once.
+set -uo pipefail
+R=${R:-/tmp/res}
+case "${1:-}" in
+start)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl >/dev/null 2>&1
+  rm -rf "$R" && mkdir -p "$R"
+  R=$R ROOT=$PWD setsid nohup bash -c '
+    export PYTHONPATH=$ROOT:/tmp/site PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1
+    st() { echo "$(date +%T) $*" >> "$R/status"; }
+    export -f st
+    cd "$ROOT" && st start && source "$0"' "$2" > "$R/driver.log" 2>&1 < /dev/null &
+  sleep 2
+  ;;
+poll)
+  end=$((SECONDS + ${2:-540}))
+  while [ $SECONDS -lt $end ] && ! grep -q " done$" "$R/status" 2>/dev/null; do sleep 5; done
+  cat "$R/status" 2>/dev/null
+  n=0
+  for f in $(find "$R" -name '*.json' | sort) "$R"/*.log; do
+    [ -f "$f" ] && [ $n -lt 8 ] || continue
+    case $f in *.log) tail -n 3000 "$f" > "$OUT/$(basename "$f")" ;; *) cp "$f" "$OUT/" ;; esac
+    n=$((n + 1))
+  done
+  for f in "$R"/*.log; do
+    [ -f "$f" ] || continue
+    echo "== $(basename "$f")"
+    grep -a -i "map50\|error\|Traceback\|steps (.*%) done\|rc=" "$f" | tail -n 4
+  done
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null
+  ;;
+*)
+  echo "usage: $0 start JOBS.sh | poll SECONDS" >&2
+  exit 2
+  ;;
+esac
