@@ -10,7 +10,7 @@
 # returns). The jobs file writes its results and logs under $R (/tmp/res) and appends lines to
 # $R/status with `st`; `st done` ends the waiting. `poll N` waits up to N seconds (less once the
 # status says done), prints the status and the last progress lines of each log, and copies the
-# results (*.json) and log tails (*.log) under $R to $OUT. The machine must not sit idle for 30 s
+# results (*.json) and the tails of the jobs' logs (*.log) under $R to $OUT. The machine must not sit idle for 30 s
 # between calls, or it is given back and the jobs end with it: call `poll` again at once.
 set -uo pipefail
 R=${R:-/tmp/res}
@@ -31,7 +31,8 @@ poll)
   while [ $SECONDS -lt $end ] && ! grep -q " done$" "$R/status" 2>/dev/null; do sleep 5; done
   cat "$R/status" 2>/dev/null
   n=0
-  for f in $(find "$R" -name '*.json' | sort) "$R"/*.log; do
+  # results first, then the jobs' logs (not the driver's or the *-prep ones): 8 files come back
+  for f in $(find "$R" -name '*.json' | sort) $(ls "$R"/*.log 2>/dev/null | grep -v -e '-prep.log$' -e '/driver.log$'); do
     [ -f "$f" ] && [ $n -lt 8 ] || continue
     case $f in *.log) tail -n 3000 "$f" > "$OUT/$(basename "$f")" ;; *) cp "$f" "$OUT/" ;; esac
     n=$((n + 1))
