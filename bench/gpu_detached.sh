@@ -10,8 +10,9 @@
 # returns). The jobs file writes its results and logs under $R (/tmp/res) and appends lines to
 # $R/status with `st`; `st done` ends the waiting. `poll N` waits up to N seconds (less once the
 # status says done), prints the status and the last progress lines of each log, and copies the
-# results (*.json) and the tails of the jobs' logs (*.log) under $R to $OUT. The machine must not sit idle for 30 s
-# between calls, or it is given back and the jobs end with it: call `poll` again at once.
+# results (*.json) and the tails of the jobs' logs (*.log) under $R to $OUT. The machine must
+# not sit idle for 30 s between calls, or it is given back and the jobs end with it: call `poll`
+# again at once.
 set -uo pipefail
 R=${R:-/tmp/res}
 case "${1:-}" in

@@ -130,14 +130,14 @@ def run(
         "steps": n_steps,
         "final_loss": steps[-1]["loss"] if steps else None,
         "device": gpu_name(),
-        "per_class_ap50": {k: v["ap50"] for k, v in trained["per_class"].items()},
+        "per_class_ap50": ap50_by_class(trained),
         "image_use": answers_follow_drawings(wd, trained_name),
     }
     for name in also:
         m = json.loads((wd / f"results/metrics/{name}/test.json").read_text())
         result.setdefault("also", {})[name] = {
             "map50": m["map50"],
-            "per_class_ap50": {k: v["ap50"] for k, v in m["per_class"].items()},
+            "per_class_ap50": ap50_by_class(m),
             "image_use": answers_follow_drawings(wd, name),
         }
     if curve:
@@ -155,10 +155,20 @@ def run(
                 "map50": result["map50"],
                 "parse_rate": result["parse_rate"],
                 "per_class_ap50": result["per_class_ap50"],
-                "count_gain": {k: v["gain"] for k, v in result["image_use"]["per_class"].items()},
+                "count_gain": count_gains(result["image_use"]),
             }
         )
     return result
+
+
+def ap50_by_class(metrics: dict) -> dict:
+    """AP50 per class of one test.json (or score()'s metrics)."""
+    return {k: v["ap50"] for k, v in metrics["per_class"].items()}
+
+
+def count_gains(use: dict) -> dict:
+    """Each class's count gain over the constant answer, from drawtune.eval.image_use."""
+    return {k: v["gain"] for k, v in use["per_class"].items()}
 
 
 def answers_follow_drawings(wd: Path, model: str) -> dict:
@@ -207,14 +217,13 @@ def map50_curve(wd: Path, family: str, every: int) -> list[dict]:
             log_path=str(res.with_suffix(".log")),
         ).run(device=detect_device())
         metrics, details = score(load_jsonl(res), truth, family, spec)
-        use = image_use(details, truth)["per_class"]
         out.append(
             {
                 "step": int(ck.name.split("-")[1]),
                 "map50": metrics["map50"],
                 "parse_rate": round(1 - metrics["n_unparseable"] / metrics["n_images"], 4),
-                "per_class_ap50": {k: v["ap50"] for k, v in metrics["per_class"].items()},
-                "count_gain": {k: v["gain"] for k, v in use.items()},
+                "per_class_ap50": ap50_by_class(metrics),
+                "count_gain": count_gains(image_use(details, truth)),
             }
         )
         print(out[-1], flush=True)
