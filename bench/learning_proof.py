@@ -39,12 +39,7 @@ def run(
 ) -> dict | None:
     if not (keep and (wd / "Snakefile").is_file()):
         copy_workflow(wd)
-    files = [str(ROOT / "config" / "learning-proof.yaml")]
-    if family == "qwen2_5_vl":
-        files.append(str(ROOT / "config" / "learning-proof-qwen2_5_vl.yaml"))
-    if task == "classify":
-        files.append(str(ROOT / "config" / "learning-proof-classify.yaml"))
-    files += [str(p.resolve()) for p in overrides]
+    files = [str(p) for p in config_files(family, task, overrides)[1:]]
     trained_name, base_name = (
         ("sheet_type", "sheet_base") if task == "classify" else ("demo", "base")
     )
@@ -159,6 +154,17 @@ def run(
             }
         )
     return result
+
+
+def config_files(family: str, task: str, overrides: list[Path]) -> list[Path]:
+    """The config files of one run, in the order Snakemake layers them: config/config.yaml,
+    config/learning-proof.yaml, the family's and the task's files, then the overrides."""
+    files = [ROOT / "config" / "config.yaml", ROOT / "config" / "learning-proof.yaml"]
+    if family == "qwen2_5_vl":
+        files.append(ROOT / "config" / "learning-proof-qwen2_5_vl.yaml")
+    if task == "classify":
+        files.append(ROOT / "config" / "learning-proof-classify.yaml")
+    return files + [p.resolve() for p in overrides]
 
 
 def ap50_by_class(metrics: dict) -> dict:

@@ -1,0 +1,86 @@
+"""Every learning-proof run written down in bench/ (a GPU session's jobs file, an override's
+usage line) gives a config that the workflow accepts: a typo in an override fails here, on the
+CPU, and not minutes into a lease of GPU time."""
+
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+from snakemake.utils import update_config
+
+from drawtune.config import completed, read_yaml, schema_problem
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from learning_proof import config_files  # noqa: E402
+
+# "--family qwen3_vl --override a.yaml ..." up to the end of the quoted string or the line
+RUN = re.compile(r"--family [^\"\n]*")
+
+
+def written_runs() -> list[tuple[str, tuple[str, ...]]]:
+    """(where, arguments) of every learning-proof run in the jobs files and overrides."""
+    runs = []
+    for path in sorted((ROOT / "bench").glob("sessions/*.sh")) + sorted(
+        (ROOT / "bench").glob("overrides/*.yaml")
+    ):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if "learning_proof" in line or path.suffix == ".sh":
+                for match in RUN.findall(line):
+                    runs.append((f"{path.relative_to(ROOT)}:{n}", tuple(shlex.split(match))))
+    return runs
+
+
+def layered(args: tuple[str, ...]) -> dict:
+    """The config Snakemake builds for these arguments: each file updates the one before."""
+    family = args[args.index("--family") + 1]
+    task = args[args.index("--task") + 1] if "--task" in args else "detect"
+    overrides = [ROOT / args[i + 1] for i, a in enumerate(args) if a == "--override"]
+    for p in overrides:
+        assert p.is_file(), f"{p} is no file"
+    cfg: dict = {}
+    for f in config_files(family, task, overrides):
+        update_config(cfg, read_yaml(f))
+    return cfg
+
+
+RUNS = written_runs()
+
+
+def test_the_jobs_files_and_overrides_name_runs():
+    # the sessions of runs 4-5 and D-F, the next one, and the overrides' usage lines
+    assert len(RUNS) >= 8
+    assert {a[a.index("--family") + 1] for _, a in RUNS} == {"qwen3_vl", "qwen2_5_vl"}
+
+
+@pytest.mark.parametrize("where,args", RUNS, ids=[w for w, _ in RUNS])
+def test_every_written_run_gives_a_valid_config(where, args):
+    cfg = layered(args)
+    assert schema_problem(cfg) is None, where
+    cfg = completed(cfg)
+    family = args[args.index("--family") + 1]
+    assert cfg["model"]["family"] == family, where
+
+
+def test_later_files_win_and_dicts_merge():
+    args = (
+        "--family",
+        "qwen2_5_vl",
+        "--override",
+        "bench/overrides/lp-12k.yaml",
+        "--override",
+        "bench/overrides/lp-vision.yaml",
+        "--override",
+        "bench/overrides/lp-qwen2_5_vl.yaml",
+        "--override",
+        "bench/overrides/lp-headstart.yaml",
+    )
+    demo = layered(args)["experiments"]["demo"]
+    # the head start comes last: its rates replace learning-proof-qwen2_5_vl.yaml's
+    assert demo["learning_rate"] == 0.0002
+    assert demo["extra_args"]["vit_lr"] == 0.002
+    # and the checkpoints kept for the curve survive from learning-proof.yaml
+    assert demo["extra_args"]["save_total_limit"] == 20
+    assert layered(args)["datasets"]["demo"]["synthetic"]["width"] == 650
