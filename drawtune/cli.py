@@ -5,15 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from . import paths
-from .config import defaults, load_config, origin, settings
+from .config import defaults, load_config
 from .coords import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FAMILIES, ResizeSpec
 from .data.convert import manifest_row, swift_row
 from .data.readers import box_classes, detect_format
@@ -27,24 +23,19 @@ from .eval.score import evaluate_answers
 from .jsonio import dump_jsonl, load_jsonl, write_json
 from .serve import (
     confidence_of,
-    deploy_command,
     describe,
     predict_images,
     resolve,
-    serve_env,
 )
 from .train.device import detect_device
 from .train.estimate import (
-    EstimateError,
     as_json,
-    estimate,
+    estimate_experiments,
     load_reference,
-    model_parameters,
+    profile_machine,
     scaling_of,
     table,
-    training_tokens,
 )
-from .train.run import resolve_command
 from .train.tiny_model import TinySize, build_tiny_model
 from .vertex import gcs
 from .vertex.worker import worker
@@ -148,73 +139,24 @@ def cmd_worker(a) -> int:
 
 
 def cmd_serve(a) -> int:
-    """``swift deploy`` on a loopback port and drawtune's front (drawtune/serve_front.py) on
-    ``--host:--port``: tiles and merges for a tiled model, scores and thresholds boxes."""
-    import threading
+    """``swift deploy`` on a loopback port and drawtune's front on ``--host:--port``
+    (drawtune.serve_process)."""
+    from .serve_process import serve
 
-    import uvicorn
-
-    from .serve_front import create_app, served_models
-
-    a.device = detect_device() if a.device == "auto" else a.device
+    device = detect_device() if a.device == "auto" else a.device
     try:
-        cfg = load_config(a.config)
-        target = resolve(cfg, a.experiment, lora=a.lora)
-        served = served_models(cfg, target)
+        return serve(
+            load_config(a.config),
+            a.experiment,
+            lora=a.lora,
+            host=a.host,
+            port=a.port,
+            backend_port=a.backend_port,
+            device=device,
+        )
     except DrawtuneError as e:
         print(f"drawtune serve: {e}", file=sys.stderr)
         return 2
-    backend_port = a.backend_port or free_port()
-    cmd = deploy_command(
-        family=target.settings["family"],
-        target=target,
-        host="127.0.0.1",
-        port=backend_port,
-        max_new_tokens=cfg["predict"]["max_new_tokens"],
-        device=a.device,
-    )
-    print(f"serving {', '.join(target.names)} at http://{a.host}:{a.port}/v1", flush=True)
-    for m in served.values():
-        if not m.detects:
-            continue
-        c = m.confidence
-        tiles = f"{m.tiling.size}-px tiles merged by the front" if m.tiling else "untiled"
-        print(
-            f"{m.name}: {tiles}; box scores {c['scores'] if c else 'none'}, threshold "
-            f"{c['threshold'] if c else None} (boxes below it only in drawtune.raw_boxes)",
-            flush=True,
-        )
-    print(f"model server (swift deploy) on 127.0.0.1:{backend_port}: " + " ".join(cmd), flush=True)
-    proc = subprocess.Popen(
-        resolve_command(cmd), env=serve_env(target.settings, target.model, a.device)
-    )
-    app = create_app(f"http://127.0.0.1:{backend_port}", served)
-    server = uvicorn.Server(uvicorn.Config(app, host=a.host, port=a.port, log_level="warning"))
-
-    def watch():  # the front stops when the model server does
-        proc.wait()
-        server.should_exit = True
-
-    threading.Thread(target=watch, daemon=True).start()
-    try:
-        server.run()  # until SIGINT/SIGTERM, or the model server's end
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    code = proc.wait()
-    return code if code not in (None, -signal.SIGINT, -signal.SIGTERM) else 0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cmd_predict(a) -> int:
@@ -242,64 +184,18 @@ def cmd_predict(a) -> int:
     return 0
 
 
-def _profile_machine(profile: str | None) -> dict:
-    """GPU kind, count and hourly price of the train rule's machine in a profile."""
-    if not profile:
-        return {}
-    prof = Path(profile)
-    vertex = prof / "vertex.yaml"
-    if vertex.is_file():
-        m = (yaml.safe_load(vertex.read_text()).get("machines") or {}).get("train_adapter", {})
-        n = int(m.get("accelerator_count", 1)) * int(m.get("replica_count", 1))
-        return {"gpu": m.get("accelerator_type"), "gpus": n, "usd": m.get("usd_per_hour")}
-    cfg = yaml.safe_load((prof / "config.yaml").read_text()) or {}
-    r = (cfg.get("set-resources") or {}).get("train_adapter", {})
-    n = int(r.get("gpu", 1)) * int(r.get("nodes", 1))
-    return {"gpu": r.get("gpu_model"), "gpus": n, "usd": r.get("usd_per_hour")}
-
-
 def cmd_estimate(a) -> int:
     try:
         cfg = load_config(a.config)
-        machine = _profile_machine(a.profile)
+        machine = profile_machine(a.profile)
         gpu = a.gpu or machine.get("gpu") or "H100"
         gpus = a.gpus or machine.get("gpus") or 1
         usd = a.usd_per_hour if a.usd_per_hour is not None else machine.get("usd")
-        rows, sizes = [], {}
         reference = load_reference(paths.THROUGHPUT)
-        for name in sorted(cfg["experiments"]):
-            s = settings(cfg, name)
-            if s["tuner"] == "none":
-                continue  # scored untrained: nothing to pay for but prediction
-            train = paths.swift_data(name, "train", a.data)
-            manifest = paths.swift_manifest(name, "train", a.data)
-            if not (train.is_file() and manifest.is_file()):
-                raise EstimateError(
-                    f"{train} is missing: run `snakemake {train} {manifest}` first (CPU only)"
-                )
-            samples, epoch_tokens = training_tokens(train, manifest, s["family"])
-            if a.params_b:
-                params = int(a.params_b * 1e9)
-            else:
-                # init_from: the trained model it starts from has its origin's shape
-                base = settings(cfg, origin(cfg, name))["base_path"]
-                if base not in sizes:
-                    sizes[base] = model_parameters(base)
-                params = sizes[base]
-            rows.append(
-                estimate(
-                    experiment=name,
-                    samples=samples,
-                    epoch_tokens=epoch_tokens,
-                    epochs=s["epochs"],
-                    params=params,
-                    tuner=s["tuner"],
-                    gpu=gpu,
-                    gpus=gpus,
-                    usd_per_hour=usd,
-                    reference=reference,
-                )
-            )
+        rows = estimate_experiments(
+            cfg, a.data, gpu=gpu, gpus=gpus, usd_per_hour=usd, reference=reference,
+            params_b=a.params_b,
+        )  # fmt: skip
     except (DrawtuneError, OSError) as e:
         print(f"drawtune estimate: {e}", file=sys.stderr)
         return 2

@@ -1,43 +1,24 @@
-"""Stable train/val/test assignment that keeps near-duplicates together.
-
-A drawing's split depends on its key (the image's content hash, or a configured group value so
-that sheets of one drawing set stay together) and the split fractions. Drawings linked by
-``data.leakage`` (near-duplicate fingerprints, one file-name key, one group value) form a group
-that goes to one split. The ledger (``resources/splits/ledger.json``) remembers where every
-drawing went, so adding drawings never moves an existing one: a newcomer joining a group goes to
-the group's split, and a newcomer linking groups already in different splits moves nothing, is
-reported with both groups' drawings and is placed with the nearest one or held out.
+"""The pooled drawings split into train/val/test, with their truth files, rejects, leakage
+report and ledger: repeated images rejected (:func:`unique_images`), linked drawings kept
+together (drawtune.data.assign, drawtune.data.leakage), the ledger read and written
+(drawtune.data.ledger), and the classification datasets' splits.
 """
 
 from __future__ import annotations
 
-import hashlib
-import heapq
 import logging
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from .. import paths
 from ..errors import StageError
 from ..jsonio import dump_jsonl, load_jsonl, read_json, write_json
+from .assign import SPLITS, Assignment, assign
 from .convert import truth_coco
-from .leakage import LeakSettings, Link, drawing, find_links, leak_report
+from .leakage import LeakSettings, find_links, leak_report
+from .ledger import ledger_settings, read_ledger, write_ledger
 
 log = logging.getLogger("drawtune")
-
-SPLITS = ("train", "val", "test")
-
-
-def split_of(key: str, val: float, test: float, salt: str = "drawtune") -> str:
-    """``test`` for the first ``test`` fraction of the hash space, then ``val``, else ``train``."""
-    h = hashlib.sha256(f"{salt}:{key}".encode()).digest()
-    u = int.from_bytes(h[:8], "big") / 2**64
-    if u < test:
-        return "test"
-    if u < test + val:
-        return "val"
-    return "train"
 
 
 def _answer(r: dict):
@@ -82,142 +63,6 @@ def unique_images(records: list[dict]) -> tuple[list[dict], list[dict]]:
             {"file": r["source"], "record": r["record"], "field": "image", "reason": reason}
         )
     return kept, rejects
-
-
-@dataclass
-class Assignment:
-    """Where each drawing went: ``where[k]`` is record ``k``'s split (None: held out)."""
-
-    where: list
-    bridges: list = field(default_factory=list)
-    held_out: list = field(default_factory=list)
-
-
-def _components(n: int, links: list[Link]) -> list[int]:
-    """Union-find over the links: a root index per record."""
-    parent = list(range(n))
-
-    def root(k):
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    for ln in links:
-        a, b = root(ln.i), root(ln.j)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    return [root(k) for k in range(n)]
-
-
-def _group_key(members: list[dict]) -> str:
-    """The key a group new to the ledger is split by: its smallest configured group value, else
-    its smallest content hash (a drawing on its own: its content hash, as ever)."""
-    groups = [str(r["group"]) for r in members if r.get("group") is not None]
-    return min(groups) if groups else min(r["sha256"] for r in members)
-
-
-def _weight(ln: Link) -> int:
-    return ln.distance if ln.distance is not None else 0  # a name or group key: no distance
-
-
-def _reach(adj: dict, sources: list[int], known: set) -> dict:
-    """Shortest link distance from ``sources`` to the records of their group, passing only through
-    newcomers (a drawing of the ledger relays nothing: it belongs to its own group):
-    ``{k: (distance, source)}``."""
-    best = {k: (0, k) for k in sources}
-    start = set(sources)
-    heap = [(0, k, k) for k in sorted(sources)]
-    while heap:
-        d, k, src = heapq.heappop(heap)
-        if best[k] != (d, src) or (k in known and k not in start):
-            continue
-        for j, w in adj.get(k, ()):
-            cand = (d + w, src)
-            if j not in best or cand < best[j]:
-                best[j] = cand
-                heapq.heappush(heap, (d + w, j, src))
-    return best
-
-
-def assign(
-    records: list[dict],
-    links: list[Link],
-    val: float,
-    test: float,
-    salt: str,
-    ledger: dict | None = None,
-    on_bridge: str = "place",
-    datasets: list | None = None,
-) -> Assignment:
-    """The split of every record: a group (records joined by ``links``) with drawings in the
-    ``ledger`` (content hash -> split) keeps their split and takes its newcomers along; a new
-    group goes where its :func:`_group_key` hashes to. A newcomer linked (through newcomers
-    only) to ledger drawings of more than one split is a bridge: nothing moves, it is reported
-    with the nearest drawing of each split and goes to the nearest one's split
-    (``on_bridge: place``) or into no split (``hold_out``)."""
-    ledger = ledger or {}
-    datasets = datasets or [None] * len(records)
-    roots = _components(len(records), links)
-    comps: dict[int, list[int]] = {}
-    for k, r in enumerate(roots):
-        comps.setdefault(r, []).append(k)
-    adj: dict[int, list] = {}
-    for ln in links:
-        adj.setdefault(ln.i, []).append((ln.j, _weight(ln)))
-        adj.setdefault(ln.j, []).append((ln.i, _weight(ln)))
-    known = {k for k, r in enumerate(records) if r["sha256"] in ledger}
-    out = Assignment(where=[None] * len(records))
-    for _, comp in sorted(comps.items()):
-        prior = {}
-        for k in comp:
-            if k in known:
-                prior.setdefault(ledger[records[k]["sha256"]], []).append(k)
-        if not prior:
-            s = split_of(_group_key([records[k] for k in comp]), val, test, salt)
-            for k in comp:
-                out.where[k] = s
-            continue
-        for s, ks in prior.items():
-            for k in ks:
-                out.where[k] = s
-        newcomers = [k for k in comp if k not in known]
-        if not newcomers:
-            continue
-        if len(prior) == 1:
-            (s,) = prior
-            for k in newcomers:
-                out.where[k] = s
-            continue
-        reach = {s: _reach(adj, ks, known) for s, ks in sorted(prior.items())}
-        for k in newcomers:
-            near = sorted(
-                (reach[s][k][0], SPLITS.index(s), s, reach[s][k][1]) for s in reach if k in reach[s]
-            )
-            if len(near) == 1:
-                out.where[k] = near[0][2]
-                continue
-            placed = near[0][2] if on_bridge == "place" else None
-            out.where[k] = placed
-            row = {
-                "newcomer": drawing(records[k], datasets[k], placed),
-                "links": [
-                    dict(drawing(records[src], datasets[src], s), distance=d)
-                    for d, _, s, src in near
-                ],
-                "placed": placed or "held out",
-            }
-            out.bridges.append(row)
-            if placed is None:
-                out.held_out.append(
-                    dict(
-                        drawing(records[k], datasets[k], None),
-                        reason="links drawings of "
-                        + " and ".join(s for _, _, s, _ in near)
-                        + " (leakage.on_bridge: hold_out)",
-                    )
-                )
-    return out
 
 
 def split_records(
@@ -274,40 +119,6 @@ def split_pool(
     for s in SPLITS:
         out[s].sort(key=lambda r: (r["sha256"], r["image"]))
     return Pool(out, rejects, kept, links, res, kept_names)
-
-
-def ledger_settings(val: float, test: float, salt: str) -> dict:
-    return {"val": val, "test": test, "salt": salt}
-
-
-def read_ledger(path, settings: dict) -> dict:
-    """Content hash -> split of every drawing split before with the same fractions and salt;
-    empty when there is none, or when those settings changed (a new split is drawn)."""
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    try:
-        data = read_json(path)
-    except Exception:  # noqa: BLE001 - a damaged ledger is redrawn, and the log says so
-        log.warning("split ledger %s cannot be read: the split is drawn anew", path)
-        return {}
-    if data.get("settings") != settings:
-        log.info("split settings changed since the ledger %s was written: drawn anew", path)
-        return {}
-    return dict(data.get("splits") or {})
-
-
-def write_ledger(path, settings: dict, ledger: dict, pool: Pool) -> None:
-    """The ledger with this split's assignments added (drawings held out are not recorded)."""
-    merged = dict(ledger)
-    for r, s in zip(pool.kept, pool.assignment.where, strict=True):
-        if s is not None:
-            merged.setdefault(r["sha256"], s)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    write_json({"settings": settings, "splits": dict(sorted(merged.items()))}, tmp)
-    tmp.replace(path)
 
 
 def _check_fraction(origin: dict, rejects: list, summaries: list, limit: float) -> None:

@@ -18,6 +18,10 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 
+import yaml
+
+from .. import paths
+from ..config import origin, settings
 from ..coords import vision_factor
 from ..errors import DrawtuneError
 from ..jsonio import load_jsonl
@@ -220,3 +224,70 @@ def table(rows: list[Estimate]) -> str:
 
 def as_json(rows: list[Estimate]) -> str:
     return json.dumps([asdict(r) for r in rows], indent=2)
+
+
+def profile_machine(profile: str | None) -> dict:
+    """GPU kind, count and hourly price of the train rule's machine in a profile (its
+    ``vertex.yaml``, else its ``config.yaml``'s ``set-resources``); empty without one."""
+    if not profile:
+        return {}
+    prof = Path(profile)
+    vertex = prof / "vertex.yaml"
+    if vertex.is_file():
+        m = (yaml.safe_load(vertex.read_text()).get("machines") or {}).get("train_adapter", {})
+        n = int(m.get("accelerator_count", 1)) * int(m.get("replica_count", 1))
+        return {"gpu": m.get("accelerator_type"), "gpus": n, "usd": m.get("usd_per_hour")}
+    cfg = yaml.safe_load((prof / "config.yaml").read_text()) or {}
+    r = (cfg.get("set-resources") or {}).get("train_adapter", {})
+    n = int(r.get("gpu", 1)) * int(r.get("nodes", 1))
+    return {"gpu": r.get("gpu_model"), "gpus": n, "usd": r.get("usd_per_hour")}
+
+
+def estimate_experiments(
+    cfg: dict,
+    data,
+    *,
+    gpu: str,
+    gpus: int,
+    usd_per_hour: float | None,
+    reference: dict,
+    params_b: float | None = None,
+) -> list[Estimate]:
+    """An :func:`estimate` for every trained experiment of a validated config, from its
+    converted training data under the folder ``data`` (EstimateError when it is missing);
+    ``params_b`` (billions) replaces the parameter count read from each base model."""
+    rows, sizes = [], {}
+    for name in sorted(cfg["experiments"]):
+        s = settings(cfg, name)
+        if s["tuner"] == "none":
+            continue  # scored untrained: nothing to pay for but prediction
+        train = paths.swift_data(name, "train", data)
+        manifest = paths.swift_manifest(name, "train", data)
+        if not (train.is_file() and manifest.is_file()):
+            raise EstimateError(
+                f"{train} is missing: run `snakemake {train} {manifest}` first (CPU only)"
+            )
+        samples, epoch_tokens = training_tokens(train, manifest, s["family"])
+        if params_b:
+            params = int(params_b * 1e9)
+        else:
+            # init_from: the trained model it starts from has its origin's shape
+            base = settings(cfg, origin(cfg, name))["base_path"]
+            if base not in sizes:
+                sizes[base] = model_parameters(base)
+            params = sizes[base]
+        rows.append(
+            estimate(
+                experiment=name,
+                samples=samples,
+                epoch_tokens=epoch_tokens,
+                epochs=s["epochs"],
+                params=params,
+                tuner=s["tuner"],
+                gpu=gpu,
+                gpus=gpus,
+                usd_per_hour=usd_per_hour,
+                reference=reference,
+            )
+        )
+    return rows

@@ -5,18 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
+from drawtune.serve_process import free_port  # noqa: F401 - the tests take it from here
+
 BUCKET = "drawtune-test"
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def make_model(folder: Path, shards: bool = False) -> Path:

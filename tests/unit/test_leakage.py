@@ -19,6 +19,7 @@ from PIL import Image
 
 from drawtune.config import completed, defaults
 from drawtune.data import synth
+from drawtune.data.assign import SPLITS, assign, split_of
 from drawtune.data.leakage import (
     DEFAULT_MAX_DISTANCE,
     STORE_NAME,
@@ -30,7 +31,7 @@ from drawtune.data.leakage import (
     name_of,
     prepare,
 )
-from drawtune.data.split import SPLITS, assign, split_dataset, split_of, split_pool
+from drawtune.data.split import split_dataset, split_pool
 from drawtune.data.validate import dataset_rules, fingerprint_store, validate_dataset
 from drawtune.errors import StageError
 from drawtune.jsonio import load_jsonl, read_json

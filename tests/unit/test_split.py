@@ -9,7 +9,8 @@ from collections import Counter
 
 import pytest
 
-from drawtune.data.split import SPLITS, split_of, split_records
+from drawtune.data.assign import SPLITS, split_of
+from drawtune.data.split import split_records
 
 
 def rec(i: int, *, content: str | None = None, group=None, boxes=None, source="a.json") -> dict:

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from conftest import copy_workflow, planned_jobs, snakemake, tiny_config
 
+from drawtune.data.assign import SPLITS, split_of
 from drawtune.data.leakage import name_of
-from drawtune.data.split import SPLITS, split_of
 from drawtune.jsonio import load_jsonl
 
 pytestmark = pytest.mark.workflow
