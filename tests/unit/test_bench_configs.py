@@ -1,6 +1,6 @@
 """Every learning-proof run written down in bench/ (a GPU session's jobs file, an override's
 usage line) gives a config that the workflow accepts: a typo in an override fails here, on the
-CPU, and not minutes into a lease of GPU time."""
+CPU, and not minutes into a lease of GPU time. Also the layout oracle of bench/layout_oracle.py."""
 
 import re
 import shlex
@@ -84,3 +84,20 @@ def test_later_files_win_and_dicts_merge():
     # and the checkpoints kept for the curve survive from learning-proof.yaml
     assert demo["extra_args"]["save_total_limit"] == 20
     assert layered(args)["datasets"]["demo"]["synthetic"]["width"] == 650
+
+
+def test_layout_oracle_finds_boxes_at_their_layouts_mean_and_misses_moved_ones():
+    from layout_oracle import iou, layouts, oracle
+
+    assert iou([0, 0, 10, 10], [0, 0, 10, 10]) == 1.0
+    assert iou([0, 0, 10, 10], [5, 0, 15, 10]) == 1 / 3
+    train = [[("view", [0, 0, 10, 10]), ("section_view", [20, 0, 30, 10])]] * 3
+    moved = [[("view", [6, 0, 16, 10]), ("section_view", [20, 0, 30, 10])]]
+    assert oracle(train, train)["view"] == {"boxes": 3, "found_at_iou50": 1.0}
+    r = oracle(train, moved)
+    assert r["view"]["found_at_iou50"] == 0.0 and r["section_view"]["found_at_iou50"] == 1.0
+    # a layout never seen in training (one view alone) is missed, not guessed
+    assert oracle(train, [[("view", [0, 0, 10, 10])]])["view"]["found_at_iou50"] == 0.0
+    # the generator's sheets: views only, in grid order
+    sheets = layouts(4, 320, 0)
+    assert all(kind in ("view", "section_view", "detail_view") for s in sheets for kind, _ in s)
