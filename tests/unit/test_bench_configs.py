@@ -2,6 +2,7 @@
 usage line) gives a config that the workflow accepts: a typo in an override fails here, on the
 CPU, and not minutes into a lease of GPU time. Also the layout oracle of bench/layout_oracle.py."""
 
+import importlib.util
 import re
 import shlex
 import sys
@@ -13,8 +14,22 @@ from snakemake.utils import update_config
 from drawtune.config import completed, read_yaml, schema_problem
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-from learning_proof import config_files  # noqa: E402
+
+
+def bench_module(name: str):
+    """bench/<name>.py, loaded under a name of its own: bench/ is not put on sys.path, where
+    its modules would shadow the tests' own helpers of the same name (near_duplicates)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "bench"))  # for the module's own imports (workdir) only
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    return module
+
+
+config_files = bench_module("learning_proof").config_files
 
 # "--family qwen3_vl --override a.yaml ..." up to the end of the quoted string or the line
 RUN = re.compile(r"--family [^\"\n]*")
@@ -87,7 +102,8 @@ def test_later_files_win_and_dicts_merge():
 
 
 def test_layout_oracle_finds_boxes_at_their_layouts_mean_and_misses_moved_ones():
-    from layout_oracle import iou, layouts, oracle
+    lo = bench_module("layout_oracle")
+    iou, layouts, oracle = lo.iou, lo.layouts, lo.oracle
 
     assert iou([0, 0, 10, 10], [0, 0, 10, 10]) == 1.0
     assert iou([0, 0, 10, 10], [5, 0, 15, 10]) == 1 / 3
