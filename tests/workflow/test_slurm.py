@@ -173,9 +173,10 @@ def wait_for(cond, timeout: float, what: str, proc: subprocess.Popen | None = No
     raise AssertionError(f"no {what} after {timeout} s")
 
 
-def interrupt(proc: subprocess.Popen, timeout: float = 60) -> str:
+def interrupt(proc: subprocess.Popen, timeout: float = 180) -> str:
     """Ctrl-C for snakemake (it cancels its jobs and exits) instead of waiting for its next
-    status check, which comes up to a minute late."""
+    status check, which comes up to a minute late. It usually exits within seconds, but once,
+    late in a full CI run on 2 cores, twice in a row it had not reacted after 60 s."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
     _, out = finish(proc, timeout)
