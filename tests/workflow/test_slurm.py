@@ -174,9 +174,10 @@ def wait_for(cond, timeout: float, what: str, proc: subprocess.Popen | None = No
 
 
 def interrupt(proc: subprocess.Popen, timeout: float = 180) -> str:
-    """Ctrl-C for snakemake (it cancels its jobs and exits) instead of waiting for its next
-    status check, which comes up to a minute late. It usually exits within seconds, but once,
-    late in a full CI run on 2 cores, twice in a row it had not reacted after 60 s."""
+    """Ctrl-C for snakemake: it cancels its jobs and exits. Exiting joins the executor's
+    status thread (snakemake_interface_executor_plugins' RemoteExecutor.shutdown), which may
+    be asleep between two status checks, up to a minute apart, and then check once more: so
+    the exit can come more than 60 s after the Ctrl-C (it did twice in one full CI run)."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
     _, out = finish(proc, timeout)
