@@ -1,10 +1,10 @@
-# Issue 21's next GPU session (prepared 2026-12-01, not run yet), one H200, about 25 minutes:
+# Issue 21's next GPU session (prepared 2026-12-01, not run yet), one H200, about 24 minutes (E has ~30 % more visual tokens than F):
 #   bash bench/gpu_detached.sh start bench/sessions/next-issue21.sh; bash bench/gpu_detached.sh poll 540
 #   bash bench/gpu_detached.sh poll 560   # again at once, until the status says done
 # G: the head start (lp-headstart.yaml, run F: mAP50 0.471, the first run whose answers follow
 # the drawing) with twice the steps (lp-long.yaml: 6 epochs, 2,208 steps of 32); E: the
 # qwen2_5_vl path with the vision lever and the head start, 3 epochs. The same shape as the
-# session of runs D and F (bench/sessions/2026-12-01-issue21-DF.sh: 24 minutes from the start):
+# session of runs D and F (bench/sessions/2026-12-01-issue21-DF.sh: 22 minutes from the start):
 # the data of both are prepared first (CPU), then both train at once on the one GPU; E ends
 # first, and its result comes back with the next poll. After each run, rules() writes
 # $R/lp<run>-rules.log: every rule's seconds (Snakemake's benchmark files) and the end of the
