@@ -1,4 +1,5 @@
-# Issue 21's next GPU session (prepared 2026-12-01, not run yet), one H200, about 24 minutes (E has ~30 % more visual tokens than F):
+# Issue 21's next GPU session (prepared 2026-12-01, not run yet), one H200, about 24 minutes
+# (E has ~30 % more visual tokens per sheet than F):
 #   bash bench/gpu_detached.sh start bench/sessions/next-issue21.sh; bash bench/gpu_detached.sh poll 540
 #   bash bench/gpu_detached.sh poll 560   # again at once, until the status says done
 # G: the head start (lp-headstart.yaml, run F: mAP50 0.471, the first run whose answers follow
