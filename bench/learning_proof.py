@@ -143,7 +143,8 @@ def run(
                 "parse_rate": result["untrained_parse_rate"],
             }
         ]
-        result["curve"] += map50_curve(wd, family, curve_every)
+        cfg = layered_config(config_files(family, task, overrides))
+        result["curve"] += map50_curve(wd, family, curve_every, cfg)
         result["curve"].append(
             {
                 "step": n_steps,
@@ -167,6 +168,38 @@ def config_files(family: str, task: str, overrides: list[Path]) -> list[Path]:
     return files + [p.resolve() for p in overrides]
 
 
+def layered_config(files: list[Path]) -> dict:
+    """The config Snakemake builds from these files, each updating the one before (as
+    ``--configfile a b c`` does), before the schema's defaults are filled in."""
+    sys.path.insert(0, str(ROOT))
+    from snakemake.utils import update_config
+
+    from drawtune.config import read_yaml
+
+    cfg: dict = {}
+    for f in files:
+        update_config(cfg, read_yaml(f))
+    return cfg
+
+
+def curve_predict_settings(cfg: dict) -> dict:
+    """What the curve's checkpoints are predicted with: the trained experiment's image size and
+    the ``predict`` block of the run's layered config, as the workflow's predict_split has them
+    (``auto`` batches, which need the GPU plan, are 64 here)."""
+    sys.path.insert(0, str(ROOT))
+    from drawtune.config import completed, settings
+
+    cfg = completed(cfg)
+    s = settings(cfg, "demo")
+    batch = cfg["predict"]["batch_size"]
+    return {
+        "min_pixels": s["min_pixels"],
+        "max_pixels": s["max_pixels"],
+        "batch_size": batch if isinstance(batch, int) else 64,
+        "max_new_tokens": cfg["predict"]["max_new_tokens"],
+    }
+
+
 def ap50_by_class(metrics: dict) -> dict:
     """AP50 per class of one test.json (or score()'s metrics)."""
     return {k: v["ap50"] for k, v in metrics["per_class"].items()}
@@ -187,11 +220,10 @@ def answers_follow_drawings(wd: Path, model: str) -> dict:
     return image_use(load_jsonl(wd / f"results/metrics/{model}/test.details.jsonl"), truth)
 
 
-def map50_curve(wd: Path, family: str, every: int) -> list[dict]:
-    """mAP50 of every kept checkpoint on the test split (same predict and score code)."""
+def map50_curve(wd: Path, family: str, every: int, cfg: dict) -> list[dict]:
+    """mAP50 of every kept checkpoint on the test split (same predict and score code, at the
+    image size and prediction settings of the run's layered config ``cfg``)."""
     sys.path.insert(0, str(ROOT))
-    import yaml
-
     from drawtune.coords import ResizeSpec
     from drawtune.eval.image_use import image_use
     from drawtune.eval.score import score
@@ -199,9 +231,8 @@ def map50_curve(wd: Path, family: str, every: int) -> list[dict]:
     from drawtune.train.device import detect_device
     from drawtune.train.stages import Predict
 
-    cfg = yaml.safe_load((wd / "config/config.yaml").read_text())
-    m = cfg["model"]
-    spec = ResizeSpec(m.get("min_pixels", 3136), m.get("max_pixels", 1003520))
+    ps = curve_predict_settings(cfg)
+    spec = ResizeSpec(ps["min_pixels"], ps["max_pixels"])
     truth = json.loads((wd / "results/splits/test.coco.json").read_text())
     out = []
     os.chdir(wd)  # image paths in the JSONL are relative to the workflow's folder
@@ -217,8 +248,8 @@ def map50_curve(wd: Path, family: str, every: int) -> list[dict]:
             model=str(ck),
             dataset=str(wd / "results/swift/demo/test.jsonl"),
             spec=spec,
-            batch_size=64,
-            max_new_tokens=320,
+            batch_size=ps["batch_size"],
+            max_new_tokens=ps["max_new_tokens"],
             result_out=str(res),
             log_path=str(res.with_suffix(".log")),
         ).run(device=detect_device())

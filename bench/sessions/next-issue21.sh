@@ -1,31 +1,14 @@
-# Issue 21's next GPU session (prepared 2026-12-01, not run yet), one H200, about 24 minutes
-# (E has ~30 % more visual tokens per sheet than F):
+# Issue 21's next GPU session (prepared 2026-12-02, not run yet), one H200, about 27 minutes:
 #   bash bench/gpu_detached.sh start bench/sessions/next-issue21.sh; bash bench/gpu_detached.sh poll 540
-#   bash bench/gpu_detached.sh poll 560   # again at once, until the status says done
-# G: the head start (lp-headstart.yaml, run F: mAP50 0.471, the first run whose answers follow
-# the drawing) with twice the steps (lp-long.yaml: 6 epochs, 2,208 steps of 32); E: the
-# qwen2_5_vl path with the vision lever and the head start, 3 epochs. The same shape as the
-# session of runs D and F (bench/sessions/2026-12-01-issue21-DF.sh: 22 minutes from the start):
-# the data of both are prepared first (CPU), then both train at once on the one GPU; E ends
-# first, and its result comes back with the next poll. After each run, rules() writes
-# $R/lp<run>-rules.log: every rule's seconds (Snakemake's benchmark files) and the end of the
-# trained model's test prediction log, to see where predict_split's ~1.5 min go.
-LP=bench/learning_proof.py
-G="--family qwen3_vl --override bench/overrides/lp-12k.yaml --override bench/overrides/lp-vision.yaml --override bench/overrides/lp-headstart.yaml --override bench/overrides/lp-long.yaml --curve --curve-every 2 --workdir bench/runs/lpG --key qwen3_vl-headstart-long --out $R/lpG.json"
-E="--family qwen2_5_vl --override bench/overrides/lp-12k.yaml --override bench/overrides/lp-vision.yaml --override bench/overrides/lp-qwen2_5_vl.yaml --override bench/overrides/lp-headstart.yaml --curve --curve-every 1 --workdir bench/runs/lpE --key qwen2_5_vl-vision-headstart --out $R/lpE.json"
-U="--until convert_annotations build_tiny_model"
-rules() {
-  local wd=bench/runs/lp$1
-  { for f in $(find "$wd/benchmarks" -name '*.tsv' | sort); do
-      echo "${f#"$wd"/benchmarks/} $(tail -n 1 "$f" | cut -f 1)"
-    done
-    echo "== logs/predict_split/demo/test.log"
-    tail -n 150 "$wd/logs/predict_split/demo/test.log"; } > "$R/lp$1-rules.log" 2>&1
-}
-(python3 $LP $G $U > $R/lpG-prep.log 2>&1; st "G prep rc=$?") &
-(python3 $LP $E $U > $R/lpE-prep.log 2>&1; st "E prep rc=$?") &
-wait
-(python3 $LP $G --keep-workdir > $R/lpG.log 2>&1; st "G rc=$?"; rules G) &
-(python3 $LP $E --keep-workdir > $R/lpE.log 2>&1; st "E rc=$?"; rules E) &
-wait
+#   bash bench/gpu_detached.sh poll 560   # again at once, twice, until the status says done
+# E: the qwen2_5_vl path with run F's recipe (the vision lever and the head start), as in the
+# session of runs G and E (2026-12-01-issue21-GE.sh), where E trained at ~1.1 steps/s, beside G
+# or alone, and did not finish scoring inside the lease: here with no checkpoint on its curve
+# but the last (1,104 steps, about 17 min) and every prediction in one batch of 128
+# (lp-score128.yaml). H: a larger head start for qwen3_vl (lp-headstart2.yaml: vision 3e-3,
+# language model 1e-4), with the curve now predicted at the run's own image size.
+source bench/sessions/lp_pair.sh
+E="--family qwen2_5_vl --override bench/overrides/lp-12k.yaml --override bench/overrides/lp-vision.yaml --override bench/overrides/lp-qwen2_5_vl.yaml --override bench/overrides/lp-headstart.yaml --override bench/overrides/lp-score128.yaml --curve --curve-every 3 --workdir bench/runs/lpE --key qwen2_5_vl-vision-headstart --out $R/lpE.json"
+H="--family qwen3_vl --override bench/overrides/lp-12k.yaml --override bench/overrides/lp-vision.yaml --override bench/overrides/lp-headstart2.yaml --override bench/overrides/lp-score128.yaml --curve --curve-every 1 --workdir bench/runs/lpH --key qwen3_vl-headstart2 --out $R/lpH.json"
+lp_pair E "$E" H "$H"
 st done

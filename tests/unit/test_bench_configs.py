@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from snakemake.utils import update_config
 
-from drawtune.config import completed, read_yaml, schema_problem
+from drawtune.config import completed, schema_problem
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +28,8 @@ def bench_module(name: str):
     return module
 
 
-config_files = bench_module("learning_proof").config_files
+learning_proof = bench_module("learning_proof")
+config_files = learning_proof.config_files
 
 # "--family qwen3_vl --override a.yaml ..." up to the end of the quoted string or the line
 RUN = re.compile(r"--family [^\"\n]*")
@@ -55,10 +55,7 @@ def layered(args: tuple[str, ...]) -> dict:
     overrides = [ROOT / args[i + 1] for i, a in enumerate(args) if a == "--override"]
     for p in overrides:
         assert p.is_file(), f"{p} is no file"
-    cfg: dict = {}
-    for f in config_files(family, task, overrides):
-        update_config(cfg, read_yaml(f))
-    return cfg
+    return learning_proof.layered_config(config_files(family, task, overrides))
 
 
 RUNS = written_runs()
@@ -99,6 +96,27 @@ def test_later_files_win_and_dicts_merge():
     # and the checkpoints kept for the curve survive from learning-proof.yaml
     assert demo["extra_args"]["save_total_limit"] == 20
     assert layered(args)["datasets"]["demo"]["synthetic"]["width"] == 650
+
+
+def test_the_curve_predicts_checkpoints_as_the_workflow_predicts_the_trained_model():
+    # lp-vision.yaml trains at max_pixels 401408; the curve once took config/config.yaml's
+    # 200704, and so scored every checkpoint but the last at a smaller image than it learned on
+    base = ("--family", "qwen3_vl", "--override", "bench/overrides/lp-12k.yaml")
+    plain = learning_proof.curve_predict_settings(layered(base))
+    assert plain == {
+        "min_pixels": 3136,
+        "max_pixels": 200704,
+        "batch_size": 64,
+        "max_new_tokens": 320,
+    }
+    vision = base + ("--override", "bench/overrides/lp-vision.yaml")
+    assert learning_proof.curve_predict_settings(layered(vision))["max_pixels"] == 401408
+    fast = vision + ("--override", "bench/overrides/lp-score128.yaml")
+    assert learning_proof.curve_predict_settings(layered(fast))["batch_size"] == 128
+    # an experiment's own image size wins over the model's, as in the workflow's settings()
+    cfg = layered(vision)
+    cfg["experiments"]["demo"]["max_pixels"] = 250880
+    assert learning_proof.curve_predict_settings(cfg)["max_pixels"] == 250880
 
 
 def test_layout_oracle_finds_boxes_at_their_layouts_mean_and_misses_moved_ones():
