@@ -174,8 +174,8 @@ def wait_for(cond, timeout: float, what: str, proc: subprocess.Popen | None = No
 
 
 def interrupt(proc: subprocess.Popen, timeout: float = 60) -> str:
-    """Ctrl-C for snakemake (it cancels its jobs and exits) instead of waiting for its next
-    status check, which comes up to a minute late."""
+    """Ctrl-C for snakemake: it cancels its jobs at once and exits when the SLURM plugin's
+    status thread next wakes, which after a long wait can be minutes (stop_after_inspection)."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
     _, out = finish(proc, timeout)
