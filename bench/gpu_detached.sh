@@ -10,9 +10,9 @@
 # returns). The jobs file writes its results and logs under $R (/tmp/res) and appends lines to
 # $R/status with `st`; `st done` ends the waiting. `poll N` waits up to N seconds (less once the
 # status says done), prints the status and the last progress lines of each log, and copies the
-# results (*.json) and the tails of the jobs' logs (*.log) under $R to $OUT. The machine must
-# not sit idle for 30 s between calls, or it is given back and the jobs end with it: call `poll`
-# again at once.
+# results (*.json) under $R and the tails of its logs (*.log, in logs.tar.gz) to $OUT. The
+# machine must not sit idle for 30 s between calls, or it is given back and the jobs end with
+# it: call `poll` again at once.
 set -uo pipefail
 R=${R:-/tmp/res}
 case "${1:-}" in
@@ -31,13 +31,12 @@ poll)
   end=$((SECONDS + ${2:-540}))
   while [ $SECONDS -lt $end ] && ! grep -q " done$" "$R/status" 2>/dev/null; do sleep 5; done
   cat "$R/status" 2>/dev/null
-  n=0
-  # results first, then the jobs' logs (not the driver's or the *-prep ones): 8 files come back
-  for f in $(find "$R" -name '*.json' | sort) $(ls "$R"/*.log 2>/dev/null | grep -v -e '-prep.log$' -e '/driver.log$'); do
-    [ -f "$f" ] && [ $n -lt 8 ] || continue
-    case $f in *.log) tail -n 3000 "$f" > "$OUT/$(basename "$f")" ;; *) cp "$f" "$OUT/" ;; esac
-    n=$((n + 1))
-  done
+  # 8 files come back: the results (up to 7) and one archive with the last 3000 lines of
+  # every log under $R
+  find "$R" -name '*.json' | sort | head -n 7 | xargs -r cp -t "$OUT/"
+  mkdir -p /tmp/logtails && rm -f /tmp/logtails/*
+  for f in "$R"/*.log; do [ -f "$f" ] && tail -n 3000 "$f" > "/tmp/logtails/$(basename "$f")"; done
+  tar -czf "$OUT/logs.tar.gz" -C /tmp/logtails .
   for f in "$R"/*.log; do
     [ -f "$f" ] || continue
     echo "== $(basename "$f")"

@@ -1,32 +1,41 @@
 # Sourced by the learning-proof jobs files (bench/gpu_detached.sh runs them from the repo root,
-# with $R the folder that comes back and st() its status line): two runs of
-# bench/learning_proof.py on one GPU. Both runs' data are prepared first, at once (CPU work:
-# drawing the sheets, converting, building the tiny model), then both train and are scored at
-# once; each run's result is in $R/lp<name>.json when its status line says rc=0.
+# with $R the folder that comes back and st() its status line): runs of
+# bench/learning_proof.py on one GPU. Data are prepared first (CPU work: drawing the sheets,
+# converting, building the tiny model), then the runs train and are scored; each run's result
+# is in $R/lp<name>.json when its status line says rc=0.
 #   source bench/sessions/lp_pair.sh; lp_pair NAME1 "ARGS1" NAME2 "ARGS2"
-# ARGS need --workdir bench/runs/lp<NAME> and --out $R/lp<NAME>.json. After each run,
+# ARGS need --workdir bench/runs/lp<NAME> and --out $R/lp<NAME>.json. A run that goes on in
+# another run's folder (same data, other training settings) names it: lp_go NAME "ARGS" DIRNAME,
+# with --workdir bench/runs/lp<DIRNAME> in ARGS, after that run has ended. After each run,
 # $R/lp<NAME>-rules.log has every rule's seconds (Snakemake's benchmark files) and the end of
 # the trained model's test prediction log.
 lp_rules() {
-  local wd=bench/runs/lp$1
+  local wd=bench/runs/lp${2:-$1}
   { for f in $(find "$wd/benchmarks" -name '*.tsv' | sort); do
       echo "${f#"$wd"/benchmarks/} $(tail -n 1 "$f" | cut -f 1)"
     done
     echo "== logs/predict_split/demo/test.log"
     tail -n 40 "$wd/logs/predict_split/demo/test.log"; } > "$R/lp$1-rules.log" 2>&1
 }
+# lp_prep NAME "ARGS": the CPU steps of one run
+lp_prep() {
+  # shellcheck disable=SC2086  # the arguments are one string of words
+  python3 bench/learning_proof.py $2 --until convert_annotations build_tiny_model \
+    > "$R/lp$1-prep.log" 2>&1
+  st "$1 prep rc=$?"
+}
+# lp_go NAME "ARGS" [DIRNAME]: train and score one run in its prepared folder
+lp_go() {
+  # shellcheck disable=SC2086
+  python3 bench/learning_proof.py $2 --keep-workdir > "$R/lp$1.log" 2>&1
+  st "$1 rc=$?"
+  lp_rules "$1" "${3:-$1}"
+}
 lp_pair() {
-  local lp=bench/learning_proof.py until="--until convert_annotations build_tiny_model" n a
-  for n in "$1" "$3"; do
-    [ "$n" = "$1" ] && a=$2 || a=$4
-    # shellcheck disable=SC2086  # the arguments are one string of words
-    (python3 $lp $a $until > "$R/lp$n-prep.log" 2>&1; st "$n prep rc=$?") &
-  done
+  lp_prep "$1" "$2" &
+  lp_prep "$3" "$4" &
   wait
-  for n in "$1" "$3"; do
-    [ "$n" = "$1" ] && a=$2 || a=$4
-    # shellcheck disable=SC2086
-    (python3 $lp $a --keep-workdir > "$R/lp$n.log" 2>&1; st "$n rc=$?"; lp_rules "$n") &
-  done
+  lp_go "$1" "$2" &
+  lp_go "$3" "$4" &
   wait
 }

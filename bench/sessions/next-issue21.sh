@@ -6,9 +6,17 @@
 # or alone, and did not finish scoring inside the lease: here with no checkpoint on its curve
 # but the last (1,104 steps, about 17 min) and every prediction in one batch of 128
 # (lp-score128.yaml). H: a larger head start for qwen3_vl (lp-headstart2.yaml: vision 3e-3,
-# language model 1e-4), with the curve now predicted at the run's own image size.
+# language model 1e-4), with the curve now predicted at the run's own image size. I, after H in
+# H's folder (same data, the untrained model's score kept): run F again with another training
+# seed (lp-seed2.yaml), to tell F's recipe from one seed's luck.
 source bench/sessions/lp_pair.sh
 E="--family qwen2_5_vl --override bench/overrides/lp-12k.yaml --override bench/overrides/lp-vision.yaml --override bench/overrides/lp-qwen2_5_vl.yaml --override bench/overrides/lp-headstart.yaml --override bench/overrides/lp-score128.yaml --curve --curve-every 3 --workdir bench/runs/lpE --key qwen2_5_vl-vision-headstart --out $R/lpE.json"
 H="--family qwen3_vl --override bench/overrides/lp-12k.yaml --override bench/overrides/lp-vision.yaml --override bench/overrides/lp-headstart2.yaml --override bench/overrides/lp-score128.yaml --curve --curve-every 1 --workdir bench/runs/lpH --key qwen3_vl-headstart2 --out $R/lpH.json"
-lp_pair E "$E" H "$H"
+I="--family qwen3_vl --override bench/overrides/lp-12k.yaml --override bench/overrides/lp-vision.yaml --override bench/overrides/lp-headstart.yaml --override bench/overrides/lp-score128.yaml --override bench/overrides/lp-seed2.yaml --curve --curve-every 3 --workdir bench/runs/lpH --key qwen3_vl-headstart-seed7 --out $R/lpI.json"
+lp_prep E "$E" &
+lp_prep H "$H" &
+wait
+lp_go E "$E" &
+{ lp_go H "$H"; lp_go I "$I" H; } &
+wait
 st done

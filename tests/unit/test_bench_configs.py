@@ -96,6 +96,12 @@ def test_later_files_win_and_dicts_merge():
     # and the checkpoints kept for the curve survive from learning-proof.yaml
     assert demo["extra_args"]["save_total_limit"] == 20
     assert layered(args)["datasets"]["demo"]["synthetic"]["width"] == 650
+    # another seed changes the training's seed and nothing else
+    seeded = ("--family", "qwen3_vl", *args[2:6], *args[8:])
+    seeded += ("--override", "bench/overrides/lp-seed2.yaml")
+    cfg, ref = layered(seeded), layered(seeded[:-2])
+    assert cfg["experiments"]["demo"].pop("seed") == 7 != ref["experiments"]["demo"].pop("seed")
+    assert cfg == ref
 
 
 def test_the_curve_predicts_checkpoints_as_the_workflow_predicts_the_trained_model():
