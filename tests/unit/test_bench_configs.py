@@ -125,6 +125,25 @@ def test_the_curve_predicts_checkpoints_as_the_workflow_predicts_the_trained_mod
     assert learning_proof.curve_predict_settings(cfg)["max_pixels"] == 250880
 
 
+def test_the_learning_proof_runs_two_gpu_rules_at_once_training_first():
+    targets = ["results/metrics/demo/test.json", "results/metrics/base/test.json"]
+    cmd = learning_proof.snakemake_command(targets, ["a.yaml"], None, 16)
+    opt = {a: cmd[i + 1] for i, a in enumerate(cmd) if a.startswith("--")}
+    # profiles/local gives one GPU slot; two here, and every GPU rule takes half the cores, so
+    # that two of them (and not three) fit in --cores all
+    assert opt["--resources"] == "gpu=2" and opt["--cores"] == "all"
+    threads = dict(a.split("=") for a in cmd[cmd.index("--set-threads") + 1 :])
+    assert {r: threads[r] for r in learning_proof.GPU_RULES} == dict.fromkeys(
+        learning_proof.GPU_RULES, "8"
+    )
+    assert threads["synth_drawings"] == "16"
+    # training, the longest step, is scheduled before the untrained model's predictions
+    assert opt["--prioritize"] == targets[0]
+    assert cmd[1:3] == targets and "--until" not in cmd
+    until = learning_proof.snakemake_command(targets, [], ["build_tiny_model"], 1)
+    assert until[-2:] == ["--until", "build_tiny_model"] and "train_adapter=1" in until
+
+
 def test_layout_oracle_finds_boxes_at_their_layouts_mean_and_misses_moved_ones():
     lo = bench_module("layout_oracle")
     iou, layouts, oracle = lo.iou, lo.layouts, lo.oracle
