@@ -133,6 +133,27 @@ def detect_datasets(cfg: dict) -> list[str]:
     return sorted(n for n, d in cfg["datasets"].items() if d.get("task", "detect") == "detect")
 
 
+def train_only_datasets(cfg: dict) -> list[str]:
+    """Detection datasets with ``holdout: false``: every drawing of them goes to train."""
+    return [n for n in detect_datasets(cfg) if cfg["datasets"][n].get("holdout") is False]
+
+
+def check_holdout(cfg: dict) -> None:
+    """``holdout: false`` is for detection datasets, and one of them must be held out."""
+    for name, ds in sorted(cfg["datasets"].items()):
+        if ds.get("task") == "classify" and ds.get("holdout") is False:
+            raise ValueError(
+                f"dataset {name}: holdout false is for task detect (a classification "
+                "experiment learns and is scored on its one dataset)"
+            )
+    detect = detect_datasets(cfg)
+    if detect and set(train_only_datasets(cfg)) == set(detect):
+        raise ValueError(
+            f"datasets {', '.join(detect)}: every detection dataset has holdout false, so no "
+            "drawing is held out for validation or test; keep holdout true on at least one"
+        )
+
+
 def models(cfg: dict) -> list[str]:
     """Every model the workflow scores: ``base`` (the untrained base model on the detection
     data, when there is any) and each experiment."""
@@ -225,6 +246,7 @@ def check_init_from(cfg: dict) -> None:
 def check_experiments(cfg: dict) -> None:
     """Cross-field checks the schema cannot express; ValueError with a clear message."""
     check_init_from(cfg)
+    check_holdout(cfg)
     detect = set(detect_datasets(cfg))
     for name, exp in sorted(cfg["experiments"].items()):
         task = exp.get("task", "detect")

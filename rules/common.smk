@@ -5,7 +5,13 @@ from snakemake.logging import logger
 from snakemake.utils import min_version, validate
 
 from drawtune import paths
-from drawtune.config import check_config, classify_classes, completed, detect_datasets
+from drawtune.config import (
+    check_config,
+    classify_classes,
+    completed,
+    detect_datasets,
+    train_only_datasets,
+)
 from drawtune.config import models as model_names
 from drawtune.config import settings as model_settings
 from drawtune.data.readers import uses_resize
@@ -114,6 +120,16 @@ def split_on_empty():
     on_empty: fail, else warn."""
     fail = any(dataset_cfg(d).get("on_empty") == "fail" for d in DETECT)
     return "fail" if fail else "warn"
+
+
+def split_params():
+    """The pooled split's settings, with the train-only datasets (holdout: false) only when
+    there are any: a workflow without them keeps the params it ran with, and reruns nothing."""
+    out = dict(config["split"])
+    train_only = train_only_datasets(config)
+    if train_only:
+        out["train_only"] = train_only
+    return out
 
 
 def leakage_params():

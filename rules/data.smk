@@ -54,7 +54,7 @@ rule split_dataset:
     conda:
         "../envs/drawtune.yaml"
     params:
-        split=config["split"],
+        split=split_params(),
         classes=config["classes"],
         max_rejected_fraction=config["validation"]["max_rejected_fraction"],
         on_empty=split_on_empty(),

@@ -20,6 +20,7 @@ if __name__ == "__main__":
         max_rejected_fraction=p.max_rejected_fraction,
         on_empty=p.on_empty,
         leakage=p.leakage,
+        train_only=p.split.get("train_only", []),
         ledger=p.ledger,  # not an output: Snakemake would delete it when the split fails
         leakage_out=out.leakage,
         leakage_copy=snakemake.log.leakage,  # a log: kept when the job fails

@@ -96,13 +96,19 @@ def assign(
     ledger: dict | None = None,
     on_bridge: str = "place",
     datasets: list | None = None,
+    train_only: frozenset | set = frozenset(),
 ) -> Assignment:
     """The split of every record: a group (records joined by ``links``) with drawings in the
     ``ledger`` (content hash -> split) keeps their split and takes its newcomers along; a new
     group goes where its :func:`_group_key` hashes to. A newcomer linked (through newcomers
     only) to ledger drawings of more than one split is a bridge: nothing moves, it is reported
     with the nearest drawing of each split and goes to the nearest one's split
-    (``on_bridge: place``) or into no split (``hold_out``)."""
+    (``on_bridge: place``) or into no split (``hold_out``).
+
+    Drawings of the ``train_only`` datasets (names, as in ``datasets``) go to train, and the
+    other drawings of their groups are split as if they were not there: adding a train-only
+    dataset moves nothing. A train-only drawing whose group has drawings in val or test is held
+    out instead, so that it leaks nothing."""
     ledger = ledger or {}
     datasets = datasets or [None] * len(records)
     roots = _components(len(records), links)
@@ -115,7 +121,10 @@ def assign(
         adj.setdefault(ln.j, []).append((ln.i, _weight(ln)))
     known = {k for k, r in enumerate(records) if r["sha256"] in ledger}
     out = Assignment(where=[None] * len(records))
-    for _, comp in sorted(comps.items()):
+    for _, members in sorted(comps.items()):
+        comp = [k for k in members if datasets[k] not in train_only]
+        if not comp:
+            continue
         prior = {}
         for k in comp:
             if k in known:
@@ -164,4 +173,19 @@ def assign(
                         + " (leakage.on_bridge: hold_out)",
                     )
                 )
+    for _, members in sorted(comps.items()):
+        pinned = [k for k in members if datasets[k] in train_only]
+        held = {out.where[k] for k in members if k not in pinned} - {None, "train"}
+        held = sorted(held, key=SPLITS.index)
+        for k in pinned:
+            if not held:
+                out.where[k] = "train"
+                continue
+            out.held_out.append(
+                dict(
+                    drawing(records[k], datasets[k], None),
+                    reason=f"dataset {datasets[k]} is train-only (holdout: false) but this "
+                    f"drawing is a near-duplicate of drawings in {' and '.join(held)}",
+                )
+            )
     return out

@@ -73,12 +73,13 @@ def split_records(
     leakage: LeakSettings | None = None,
     ledger: dict | None = None,
     datasets: list | None = None,
+    train_only: frozenset | set = frozenset(),
 ):
     """Assign splits; drop repeated image content (:func:`unique_images`) into rejects.
 
     Returns ``({split: [records]}, rejects)``; records within a split are sorted by content hash.
     :func:`split_pool` says more (links, bridges, drawings held out)."""
-    res = split_pool(records, val, test, salt, leakage, ledger, datasets)
+    res = split_pool(records, val, test, salt, leakage, ledger, datasets, train_only)
     return res.splits, res.rejects
 
 
@@ -103,15 +104,17 @@ def split_pool(
     leakage: LeakSettings | None = None,
     ledger: dict | None = None,
     datasets: list | None = None,
+    train_only: frozenset | set = frozenset(),
 ) -> Pool:
     """:func:`unique_images`, then the near-duplicate links (``leakage``, default settings
-    when None) and :func:`assign`. ``datasets``: each record's dataset name, for the report."""
+    when None) and :func:`assign`. ``datasets``: each record's dataset name, for the report
+    and for ``train_only`` (the datasets all of whose drawings go to train)."""
     settings = leakage or LeakSettings()
     names = {id(r): d for r, d in zip(records, datasets or [None] * len(records), strict=True)}
     kept, rejects = unique_images(records)
     kept_names = [names[id(r)] for r in kept]
     links = find_links(kept, settings)
-    res = assign(kept, links, val, test, salt, ledger, settings.on_bridge, kept_names)
+    res = assign(kept, links, val, test, salt, ledger, settings.on_bridge, kept_names, train_only)
     out: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for r, s in zip(kept, res.where, strict=True):
         if s is not None:
@@ -161,6 +164,7 @@ def split_dataset(
     ledger=None,
     leakage_out=None,
     leakage_copy=None,
+    train_only: list | None = None,
 ) -> dict:
     """Pool the validated records, split them, write each split (with COCO truth for
     detection), the rejects and the counts (rule split_dataset). ``summaries``: the datasets'
@@ -168,7 +172,9 @@ def split_dataset(
     ``on_empty``: what a detection train split without a box does (``warn`` or ``fail``).
     ``leakage``: the config's ``leakage`` block; ``ledger``: the file that remembers earlier
     assignments (read, and written when the split succeeds); ``leakage_out`` (and
-    ``leakage_copy``, the rule's log, kept when the run fails) receive the leakage report."""
+    ``leakage_copy``, the rule's log, kept when the run fails) receive the leakage report.
+    ``train_only``: the datasets (``holdout: false``) whose drawings all go to train
+    (:func:`drawtune.data.assign.assign`); needs ``summaries`` for the records' datasets."""
     records, origin, datasets = [], {}, []
     for k, f in enumerate(record_files):
         rows = load_jsonl(f)
@@ -180,7 +186,7 @@ def split_dataset(
     settings = LeakSettings.of(leakage)
     ledger_key = ledger_settings(val, test, salt)
     prior = read_ledger(ledger, ledger_key) if ledger else {}
-    pool = split_pool(records, val, test, salt, settings, prior, datasets)
+    pool = split_pool(records, val, test, salt, settings, prior, datasets, set(train_only or ()))
     splits, rejects = pool.splits, pool.rejects
     for s in SPLITS:
         dump_jsonl(splits[s], outputs[s])
@@ -285,6 +291,7 @@ def split_classify(
     ledger=None,
     leakage_out=None,
     leakage_copy=None,
+    train_only: list | None = None,
 ) -> dict:
     """Stable splits of one classification dataset: the detection split without COCO truth.
     ``summary``: the dataset's validation summary, for ``max_rejected_fraction``."""

@@ -9,6 +9,7 @@ from conftest import ROOT
 from drawtune.config import (
     check_base_models,
     check_experiments,
+    completed,
     fill_defaults,
     is_local_path,
     load_schema,
@@ -17,6 +18,7 @@ from drawtune.config import (
     read_yaml,
     schema_problem,
     settings,
+    train_only_datasets,
 )
 from drawtune.errors import ConfigError
 
@@ -120,6 +122,21 @@ def test_inconsistent_experiments_are_refused(experiment, message):
     cfg["experiments"]["bad"] = experiment
     with pytest.raises(ValueError, match=message):
         check_experiments(cfg)
+
+
+def test_holdout_false_is_for_detection_and_one_dataset_stays_held_out():
+    cfg = shipped()
+    cfg["datasets"]["sheets"]["holdout"] = False
+    with pytest.raises(ValueError, match="dataset sheets: holdout false is for task detect"):
+        check_experiments(cfg)
+    cfg = shipped()
+    cfg["datasets"]["demo"]["holdout"] = False
+    with pytest.raises(ValueError, match="every detection dataset has holdout false"):
+        check_experiments(cfg)
+    cfg["datasets"]["extra"] = dict(cfg["datasets"]["demo"], holdout=True)
+    check_experiments(cfg)
+    assert train_only_datasets(cfg) == ["demo"]
+    assert completed(shipped())["datasets"]["demo"]["holdout"] is True
 
 
 def test_only_classification_data_leaves_no_base_and_refuses_detection():

@@ -353,6 +353,46 @@ def test_a_new_group_splits_by_its_group_value_else_its_smallest_hash():
     assert res.where[2:] == [split_of("set-7", 0.2, 0.3, "s")] * 2
 
 
+def test_a_train_only_dataset_goes_to_train_and_moves_nothing_else():
+    """Datasets ``real`` and ``synth`` (holdout: false): synth's drawings go to train; real's
+    are split as without synth; a synth drawing linked to a real one in val or test is held out,
+    one linked to a real train drawing joins train."""
+
+    def rec(name):
+        return {"source": "f", "record": name, "image": f"{name}.png", "sha256": name * 64,
+                "group": None}  # fmt: skip
+
+    real = [rec(c) for c in "abcdefgh"]
+    synth = [rec(c) for c in "pqrstuvw"]
+    alone = assign(real, [], 0.25, 0.25, "s")
+    where = alone.where
+    assert {"train", "val", "test"} <= set(where)  # this salt puts real drawings in all three
+    held_at = where.index("test")
+    train_at = where.index("train")
+    records = real + synth
+    names = ["real"] * len(real) + ["synth"] * len(synth)
+    # synth's first drawing is a near-duplicate of a real test drawing, its second of a real
+    # train drawing
+    links = [
+        Link(held_at, len(real), "fingerprint", distance=3),
+        Link(train_at, len(real) + 1, "fingerprint", distance=3),
+    ]
+    res = assign(records, links, 0.25, 0.25, "s", datasets=names, train_only={"synth"})
+    assert res.where[: len(real)] == where
+    assert res.where[len(real)] is None
+    assert res.where[len(real) + 1 :] == ["train"] * (len(synth) - 1)
+    (held,) = res.held_out
+    assert held["record"] == "p" and held["dataset"] == "synth"
+    assert "train-only" in held["reason"] and "test" in held["reason"]
+    # without the flag the same drawings are split like any other
+    plain = assign(records, links, 0.25, 0.25, "s", datasets=names)
+    assert plain.where[len(real)] == "test" and set(plain.where[len(real) :]) != {"train"}
+    # a drawing a ledger once put in test goes to train once its dataset is train-only
+    ledger = {synth[-1]["sha256"]: "test"}
+    again = assign(records, links, 0.25, 0.25, "s", ledger, datasets=names, train_only={"synth"})
+    assert again.where[-1] == "train"
+
+
 def test_name_pattern_joins_revisions_by_file_name():
     recs = [
         {"source": "f", "record": str(k), "image": f"img/{n}", "sha256": f"{k:064x}", "group": None}

@@ -109,3 +109,32 @@ def test_an_edit_of_stage1_reruns_stage2_and_not_the_other_way_round(curriculum,
         assert jobs.count("convert_annotations") == 2 and jobs.count("train_adapter") == 2
     finally:
         _write(wd, curriculum_config())
+
+
+def test_a_train_only_first_stage_leaves_the_test_split_to_the_full_sheets(curriculum, tmp_path):
+    # holdout: false on the single-view sheets: all of them train, the full sheets split as
+    # before (the curriculum fixture pools both), and the scores are of full sheets alone
+    wd = copy_workflow(tmp_path / "drawtune")
+    cfg = curriculum_config()
+    cfg["datasets"]["simple"]["holdout"] = False
+    _write(wd, cfg)
+    splits = [f"results/splits/{s}.jsonl" for s in ("train", "val", "test")]
+    snakemake(wd, *splits)
+
+    def where(folder, part):
+        return {
+            r["image"]: s
+            for s in ("train", "val", "test")
+            for r in load_jsonl(folder / f"results/splits/{s}.jsonl")
+            if f"/synth/{part}/" in r["image"]
+        }
+
+    assert set(where(wd, "simple").values()) == {"train"} and len(where(wd, "simple")) == 10
+    assert set(where(curriculum, "simple").values()) != {"train"}  # pooled, some are held out
+    assert where(wd, "full") == where(curriculum, "full")
+    assert "test" in where(wd, "full").values()
+    summary = json.loads((wd / "results/splits/summary.json").read_text())
+    assert summary["train"] + summary["val"] + summary["test"] == summary["read"] == 24
+    # holdout back to true splits the pool again
+    _write(wd, curriculum_config())
+    assert "split_dataset" in planned_jobs(wd, *splits)
