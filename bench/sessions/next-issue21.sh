@@ -6,13 +6,15 @@
 # training as soon as its own data are ready, and bench/learning_proof.py runs two GPU rules at
 # once (the untrained model's predictions beside training, the trained model's validation and
 # test predictions beside each other), which takes about 3 min off its end.
-# J: run H's head start (lp-headstart2.yaml, the best so far: mAP50 0.478, tables read right on
-# every sheet, views 0.23 and rising along the curve) on twice the sheets for the same 3 epochs
-# (lp-24k.yaml: 2,208 steps), the curve every epoch at the trained image size.
+# K: a first stage that learns the views alone (lp-views-first.yaml: 12,000 other sheets with
+# the fixed-place boxes dropped, all of them in train through `holdout: false`), at run H's
+# rates, then the full sheets from its merged model; the warmup is scored on the full sheets
+# too (--score-also warmup), so its views AP says whether views can be learned when they are
+# the whole answer. (Run J, H's rates on twice the sheets, lp-24k.yaml, is the one after.)
 source bench/sessions/lp_pair.sh
 E="--family qwen2_5_vl --override bench/overrides/lp-12k.yaml --override bench/overrides/lp-vision.yaml --override bench/overrides/lp-qwen2_5_vl.yaml --override bench/overrides/lp-headstart.yaml --override bench/overrides/lp-score128.yaml --curve --curve-every 3 --workdir bench/runs/lpE --key qwen2_5_vl-vision-headstart --out $R/lpE.json"
-J="--family qwen3_vl --override bench/overrides/lp-12k.yaml --override bench/overrides/lp-vision.yaml --override bench/overrides/lp-headstart2.yaml --override bench/overrides/lp-24k.yaml --override bench/overrides/lp-score128.yaml --curve --curve-every 1 --workdir bench/runs/lpJ --key qwen3_vl-headstart2-24k --out $R/lpJ.json"
+K="--family qwen3_vl --override bench/overrides/lp-12k.yaml --override bench/overrides/lp-vision.yaml --override bench/overrides/lp-headstart2.yaml --override bench/overrides/lp-views-first.yaml --override bench/overrides/lp-score128.yaml --score-also warmup --curve --curve-every 1 --workdir bench/runs/lpK --key qwen3_vl-views-first --out $R/lpK.json"
 { lp_prep E "$E"; lp_go E "$E"; } &
-{ lp_prep J "$J"; lp_go J "$J"; } &
+{ lp_prep K "$K"; lp_go K "$K"; } &
 wait
 st done
