@@ -5,14 +5,14 @@
 #   first call:   bash bench/gpu_detached.sh start bench/sessions/<jobs>.sh; bash bench/gpu_detached.sh poll 540
 #   later calls:  bash bench/gpu_detached.sh poll 560
 #
-# `start` installs the carried wheels (.whl) into /tmp/site and runs the jobs file with bash in a
-# new process session (setsid: the device tool ends a command's other processes when it
+# `start` installs the carried wheels (.whl) into /tmp/site and runs the jobs file with bash in
+# a new process session (setsid: the device tool ends a command's other processes when it
 # returns). The jobs file writes its results and logs under $R (/tmp/res) and appends lines to
 # $R/status with `st`; `st done` ends the waiting. `poll N` waits up to N seconds (less once the
 # status says done), prints the status and the last progress lines of each log, and copies the
-# results (*.json) under $R and the tails of its logs (*.log, in logs.tar.gz) to $OUT. The
-# machine must not sit idle for 30 s between calls, or it is given back and the jobs end with
-# it: call `poll` again at once.
+# results (*.json) under $R and the tails of its logs (*.log) with the runs' scores so far (in
+# logs.tar.gz) to $OUT. The machine must not sit idle for 30 s between calls, or it is given
+# back and the jobs end with it: call `poll` again at once.
 set -uo pipefail
 R=${R:-/tmp/res}
 case "${1:-}" in
@@ -36,6 +36,14 @@ poll)
   find "$R" -name '*.json' | sort | head -n 7 | xargs -r cp -t "$OUT/"
   mkdir -p /tmp/logtails && rm -f /tmp/logtails/*
   for f in "$R"/*.log; do [ -f "$f" ] && tail -n 3000 "$f" > "/tmp/logtails/$(basename "$f")"; done
+  # and every score the learning-proof runs have written so far (bench/runs/<run>/results/
+  # metrics/<model>/test.json as <run>-<model>-test.json): a run the lease ends before its
+  # result still shows what it scored
+  for f in bench/runs/*/results/metrics/*/test.json; do
+    [ -f "$f" ] || continue
+    run=${f#bench/runs/} && run=${run%%/*} && model=$(basename "$(dirname "$f")")
+    cp "$f" "/tmp/logtails/$run-$model-test.json"
+  done
   tar -czf "$OUT/logs.tar.gz" -C /tmp/logtails .
   for f in "$R"/*.log; do
     [ -f "$f" ] || continue
