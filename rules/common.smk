@@ -123,8 +123,9 @@ def split_on_empty():
 
 
 def split_params():
-    """The pooled split's settings, with the train-only datasets (holdout: false) only when
-    there are any: a workflow without them keeps the params it ran with, and reruns nothing."""
+    """The pooled split's settings, with the train-only datasets (holdout: false)
+    only when there are any: a workflow without them keeps its params, reruns nothing.
+    """
     out = dict(config["split"])
     train_only = train_only_datasets(config)
     if train_only:
