@@ -102,6 +102,7 @@ def test_fill_defaults_dataset_entries():
         "on_error": "reject",
         "on_empty": "warn",
         "drop": [],
+        "holdout": True,
         "box_units": "pixels",
         "task": "detect",
         "columns": {"image": "image", "label": "label"},
