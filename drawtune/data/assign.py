@@ -175,6 +175,8 @@ def assign(
                 )
     for _, members in sorted(comps.items()):
         pinned = [k for k in members if datasets[k] in train_only]
+        if not pinned:
+            continue
         held = {out.where[k] for k in members if k not in pinned} - {None, "train"}
         held = sorted(held, key=SPLITS.index)
         for k in pinned:
