@@ -1,9 +1,10 @@
 # Sourced by the learning-proof jobs files (bench/gpu_detached.sh runs them from the repo root,
 # with $R the folder that comes back and st() its status line): runs of
-# bench/learning_proof.py on one GPU. Data are prepared first (CPU work: drawing the sheets,
-# converting, building the tiny model), then the runs train and are scored; each run's result
-# is in $R/lp<name>.json when its status line says rc=0.
-#   source bench/sessions/lp_pair.sh; lp_pair NAME1 "ARGS1" NAME2 "ARGS2"
+# bench/learning_proof.py on one GPU. A run's data are prepared first (CPU work: drawing the
+# sheets, converting, building the tiny model), then it trains and is scored; its result is in
+# $R/lp<name>.json when its status line says rc=0. Two runs side by side:
+#   source bench/sessions/lp_pair.sh
+#   { lp_prep A "ARGS_A"; lp_go A "ARGS_A"; } & { lp_prep B "ARGS_B"; lp_go B "ARGS_B"; } & wait
 # ARGS need --workdir bench/runs/lp<NAME> and --out $R/lp<NAME>.json. A run that goes on in
 # another run's folder (same data, other training settings) names it: lp_go NAME "ARGS" DIRNAME,
 # with --workdir bench/runs/lp<DIRNAME> in ARGS, after that run has ended. After each run,
@@ -30,12 +31,4 @@ lp_go() {
   python3 bench/learning_proof.py $2 --keep-workdir > "$R/lp$1.log" 2>&1
   st "$1 rc=$?"
   lp_rules "$1" "${3:-$1}"
-}
-lp_pair() {
-  lp_prep "$1" "$2" &
-  lp_prep "$3" "$4" &
-  wait
-  lp_go "$1" "$2" &
-  lp_go "$3" "$4" &
-  wait
 }
