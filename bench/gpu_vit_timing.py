@@ -3,17 +3,17 @@ the vision tower of each tiny model alone, forward and backward, on the GPU.
 
     python bench/gpu_vit_timing.py --out $OUT [--images 32] [--iters 10]
 
-Three towers of the learning proof's size (bench/overrides/lp-vision.yaml: 8 blocks of 384,
-6 heads), bf16, PyTorch SDPA as the workflow trains without flash-attn, each on a batch of
-sheets at the size its run trains at:
-- qwen2_5_vl as built (windows of 112 px in every block but the last), 650x460 px sheets;
+Three towers, bf16, PyTorch SDPA as the workflow trains without flash-attn, each with the tower
+size, sheet size and image bounds of its learning-proof run (read from the same layered config:
+RUNS below; lp-vision.yaml's 8 blocks of 384, 650 and 640 px wide sheets):
+- qwen2_5_vl as built (windows of 112 px in every block but the last);
 - the same tower with full attention in every block (``fullatt_block_indexes``: all);
-- qwen3_vl (full attention everywhere), 640x452 px sheets.
+- qwen3_vl (full attention everywhere).
 transformers runs one SDPA call per window and image when the tower is not on flash-attn, so
 if the first is much slower than the second, the windows' loop is the cost. Writes
-vit_timing.json: seconds per forward+backward (median of ``--iters``), tokens per image, and
-the same for the forward alone. A CPU timing of the first two (8 images) gave 9.6 s and 10.8 s:
-in compute the windows cost nothing.
+vit_timing.json: seconds per forward+backward (median of ``--iters``), tokens per image, the
+same for the forward alone, and each case's tower and sheet. A CPU timing of the first two
+(8 images) gave 9.6 s and 10.8 s: in compute the windows cost nothing.
 """
 
 from __future__ import annotations
@@ -27,27 +27,50 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+BENCH = Path(__file__).resolve().parent
+sys.path[:0] = [str(BENCH.parent), str(BENCH)]
 
 import torch  # noqa: E402
+from learning_proof import config_files, layered_config  # noqa: E402
 
+from drawtune.config import completed, settings  # noqa: E402
 from drawtune.coords import ResizeSpec, smart_resize  # noqa: E402
 from drawtune.train.tiny_model import TinySize, build_config  # noqa: E402
 
-SIZE = TinySize(vision_hidden=384, vision_depth=8, vision_heads=6)
-# (name, family, full attention in every block, sheet width x height)
+# the learning proof's runs whose towers are timed: their overrides (after the family's own)
+RUNS = {
+    "qwen2_5_vl": ("lp-12k.yaml", "lp-vision.yaml", "lp-qwen2_5_vl.yaml"),
+    "qwen3_vl": ("lp-12k.yaml", "lp-vision.yaml"),
+}
+# (name, family, full attention in every block)
 CASES = (
-    ("qwen2_5_vl_windows", "qwen2_5_vl", False, (650, 460)),
-    ("qwen2_5_vl_full", "qwen2_5_vl", True, (650, 460)),
-    ("qwen3_vl", "qwen3_vl", False, (640, 452)),
+    ("qwen2_5_vl_windows", "qwen2_5_vl", False),
+    ("qwen2_5_vl_full", "qwen2_5_vl", True),
+    ("qwen3_vl", "qwen3_vl", False),
 )
 
 
-def tower(family: str, full: bool, device: str):
-    cfg = build_config(family, SIZE).vision_config
+def run_shape(family: str) -> tuple[TinySize, tuple[int, int], ResizeSpec]:
+    """The tower size, the sheet size and the image bounds of that family's run, from the same
+    layered config the run trains with (a landscape sheet is width x width/sqrt(2), as
+    drawtune.data.synth draws it)."""
+    files = config_files(family, "detect", [BENCH / "overrides" / f for f in RUNS[family]])
+    cfg = completed(layered_config(files))
+    tiny = {k: v for k, v in cfg["model"]["tiny"].items() if k != "seed"}
+    width = cfg["datasets"]["demo"]["synthetic"]["width"]
+    s = settings(cfg, "demo")
+    return (
+        TinySize(**tiny),
+        (width, int(round(width / 2**0.5))),
+        ResizeSpec(s["min_pixels"], s["max_pixels"]),
+    )
+
+
+def tower(family: str, size: TinySize, full: bool, device: str):
+    cfg = build_config(family, size).vision_config
     cfg._attn_implementation = "sdpa"
     if full:
-        cfg.fullatt_block_indexes = list(range(SIZE.vision_depth))
+        cfg.fullatt_block_indexes = list(range(size.vision_depth))
     if family == "qwen2_5_vl":
         from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
             Qwen2_5_VisionTransformerPretrainedModel as Tower,
@@ -58,10 +81,10 @@ def tower(family: str, full: bool, device: str):
     return Tower(cfg).to(device, torch.bfloat16), cfg
 
 
-def batch(cfg, size: tuple[int, int], n: int, device: str):
+def batch(cfg, sheet: tuple[int, int], bounds: ResizeSpec, n: int, device: str):
     patch = cfg.patch_size
     factor = patch * cfg.spatial_merge_size
-    rw, rh = smart_resize(*size, ResizeSpec(3136, 401408, factor))
+    rw, rh = smart_resize(*sheet, ResizeSpec(bounds.min_pixels, bounds.max_pixels, factor))
     grid = torch.tensor([[1, rh // patch, rw // patch]] * n, device=device)
     dim = cfg.in_channels * cfg.temporal_patch_size * patch * patch
     x = torch.randn(int(grid.prod(-1).sum()), dim, device=device, dtype=torch.bfloat16)
@@ -87,9 +110,10 @@ def timed(fn, iters: int, device: str) -> float:
     return statistics.median(times)
 
 
-def measure(family: str, full: bool, size: tuple, images: int, iters: int, device: str) -> dict:
-    m, cfg = tower(family, full, device)
-    x, grid = batch(cfg, size, images, device)
+def measure(family: str, full: bool, images: int, iters: int, device: str) -> dict:
+    size, sheet, bounds = run_shape(family)
+    m, cfg = tower(family, size, full, device)
+    x, grid = batch(cfg, sheet, bounds, images, device)
 
     def fwd():
         with torch.no_grad():
@@ -102,6 +126,8 @@ def measure(family: str, full: bool, size: tuple, images: int, iters: int, devic
     for _ in range(3):  # warm up kernels and allocator
         step()
     return {
+        "tower": asdict(size),
+        "sheet": list(sheet),
         "tokens_per_image": int(grid[0].prod()),
         "fwd_bwd_s": round(timed(step, iters, device), 4),
         "fwd_s": round(timed(fwd, iters, device), 4),
@@ -118,10 +144,9 @@ def main() -> int:
     res = {
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "images": a.images,
-        "tower": asdict(SIZE),
     }
-    for name, family, full, size in CASES:
-        res[name] = measure(family, full, size, a.images, a.iters, device)
+    for name, family, full in CASES:
+        res[name] = measure(family, full, a.images, a.iters, device)
         print(name, res[name], flush=True)
         if device == "cuda":
             torch.cuda.empty_cache()
