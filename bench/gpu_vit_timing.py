@@ -35,6 +35,7 @@ from learning_proof import config_files, layered_config  # noqa: E402
 
 from drawtune.config import completed, settings  # noqa: E402
 from drawtune.coords import ResizeSpec, smart_resize  # noqa: E402
+from drawtune.train import swift_plugin  # noqa: E402
 from drawtune.train.tiny_model import TinySize, build_config  # noqa: E402
 
 # the learning proof's runs whose towers are timed: their overrides (after the family's own)
@@ -42,12 +43,17 @@ RUNS = {
     "qwen2_5_vl": ("lp-12k.yaml", "lp-vision.yaml", "lp-qwen2_5_vl.yaml"),
     "qwen3_vl": ("lp-12k.yaml", "lp-vision.yaml"),
 }
-# (name, family, full attention in every block)
+# (name, family, full attention in every block, drawtune's one varlen call per block)
 CASES = (
-    ("qwen2_5_vl_windows", "qwen2_5_vl", False),
-    ("qwen2_5_vl_full", "qwen2_5_vl", True),
-    ("qwen3_vl", "qwen3_vl", False),
+    ("qwen2_5_vl_windows", "qwen2_5_vl", False, False),
+    ("qwen2_5_vl_full", "qwen2_5_vl", True, False),
+    ("qwen2_5_vl_varlen", "qwen2_5_vl", False, True),
+    ("qwen3_vl", "qwen3_vl", False, False),
+    ("qwen3_vl_varlen", "qwen3_vl", False, True),
 )
+# Qwen2.5-VL-7B's own tower (transformers' default vision config), random weights, frozen as
+# LoRA trains it: forward only, 8 sheets of 1024 x 1024 px
+REAL_IMAGES, REAL_SHEET = 8, (1024, 1024)
 
 
 def run_shape(family: str) -> tuple[TinySize, tuple[int, int], ResizeSpec]:
@@ -66,8 +72,13 @@ def run_shape(family: str) -> tuple[TinySize, tuple[int, int], ResizeSpec]:
     )
 
 
-def tower(family: str, size: TinySize, full: bool, device: str):
-    cfg = build_config(family, size).vision_config
+def tower(family: str, size: TinySize | None, full: bool, device: str):
+    if size is None:
+        from transformers import Qwen2_5_VLConfig
+
+        cfg = Qwen2_5_VLConfig().vision_config
+    else:
+        cfg = build_config(family, size).vision_config
     cfg._attn_implementation = "sdpa"
     if full:
         cfg.fullatt_block_indexes = list(range(size.vision_depth))
@@ -110,10 +121,38 @@ def timed(fn, iters: int, device: str) -> float:
     return statistics.median(times)
 
 
-def measure(family: str, full: bool, images: int, iters: int, device: str) -> dict:
+def pooled(m, x, grid):
+    out = m(x, grid_thw=grid)
+    p = out.pooler_output if hasattr(out, "pooler_output") else _last(out)
+    return torch.cat(list(p)) if isinstance(p, (list, tuple)) else p
+
+
+def varlen_error(m, cfg, x, grid) -> dict:
+    """Largest difference, relative to the largest value, between the tower's SDPA output (and
+    its first block's qkv gradient) and the same with the varlen call."""
+    res = {}
+    for impl in ("sdpa", swift_plugin.VARLEN_ATTENTION):
+        cfg._attn_implementation = impl
+        m.zero_grad(set_to_none=True)
+        out = pooled(m, x, grid)
+        out.float().pow(2).mean().backward()
+        res[impl] = (out.detach().float(), m.blocks[0].attn.qkv.weight.grad.float())
+    (a, ga), (b, gb) = res["sdpa"], res[swift_plugin.VARLEN_ATTENTION]
+    m.zero_grad(set_to_none=True)
+    return {
+        "out_rel_err": round(float((a - b).abs().max() / a.abs().max()), 5),
+        "grad_rel_err": round(float((ga - gb).abs().max() / ga.abs().max()), 5),
+    }
+
+
+def measure(
+    family: str, full: bool, images: int, iters: int, device: str, varlen: bool = False
+) -> dict:
     size, sheet, bounds = run_shape(family)
     m, cfg = tower(family, size, full, device)
     x, grid = batch(cfg, sheet, bounds, images, device)
+    extra = varlen_error(m, cfg, x, grid) if varlen else {}
+    cfg._attn_implementation = swift_plugin.VARLEN_ATTENTION if varlen else "sdpa"
 
     def fwd():
         with torch.no_grad():
@@ -131,7 +170,30 @@ def measure(family: str, full: bool, images: int, iters: int, device: str) -> di
         "tokens_per_image": int(grid[0].prod()),
         "fwd_bwd_s": round(timed(step, iters, device), 4),
         "fwd_s": round(timed(fwd, iters, device), 4),
+        **extra,
     }
+
+
+def measure_real(varlen: bool, iters: int, device: str) -> dict:
+    """Qwen2.5-VL-7B's tower, frozen: forward seconds for REAL_IMAGES sheets."""
+    m, cfg = tower("qwen2_5_vl", None, False, device)
+    m.requires_grad_(False)
+    x, grid = batch(cfg, REAL_SHEET, ResizeSpec(256 * 28 * 28, 1280 * 28 * 28), REAL_IMAGES, device)
+    cfg._attn_implementation = swift_plugin.VARLEN_ATTENTION if varlen else "sdpa"
+
+    def fwd():
+        with torch.no_grad():
+            _last(m(x, grid_thw=grid))
+
+    for _ in range(2):
+        fwd()
+    res = {
+        "sheet": list(REAL_SHEET),
+        "images": REAL_IMAGES,
+        "tokens_per_image": int(grid[0].prod()),
+        "fwd_s": round(timed(fwd, iters, device), 4),
+    }
+    return res
 
 
 def main() -> int:
@@ -139,16 +201,33 @@ def main() -> int:
     ap.add_argument("--out", default=os.environ.get("OUT", "bench/runs/vit_timing"))
     ap.add_argument("--images", type=int, default=32)
     ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--real", action="store_true", help="also Qwen2.5-VL-7B's tower, forward")
     a = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     res = {
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "images": a.images,
     }
-    for name, family, full in CASES:
-        res[name] = measure(family, full, a.images, a.iters, device)
+    if device == "cuda":
+        swift_plugin._patch_vision_varlen()
+    for name, family, full, varlen in CASES:
+        if varlen and device != "cuda":
+            continue
+        try:
+            res[name] = measure(family, full, a.images, a.iters, device, varlen)
+        except Exception as e:  # a PyTorch without varlen_attn: recorded, the others go on
+            res[name] = {"error": f"{type(e).__name__}: {e}"[:500]}
         print(name, res[name], flush=True)
         if device == "cuda":
+            torch.cuda.empty_cache()
+    if device == "cuda" and a.real:
+        for varlen in (False, True):
+            name = "qwen2_5_vl_7b_tower_" + ("varlen" if varlen else "sdpa")
+            try:
+                res[name] = measure_real(varlen, max(3, a.iters // 2), device)
+            except Exception as e:
+                res[name] = {"error": f"{type(e).__name__}: {e}"[:500]}
+            print(name, res[name], flush=True)
             torch.cuda.empty_cache()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

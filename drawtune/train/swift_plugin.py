@@ -17,6 +17,16 @@ every data-loader worker). Each is off unless its environment variable turns it 
     the GPU, up to N GiB, and reused; only images not seen before go through the tower. Keyed by
     two independent 64-bit fingerprints of the image's pixel patches and its grid. Only while
     training with gradients on and every vision parameter frozen.
+
+``DRAWTUNE_VISION_VARLEN=1``
+    Without flash-attn (it has no wheel on PyPI), transformers runs a Qwen vision tower's
+    attention as one SDPA call per attention window and image: Qwen2.5-VL's windows of 112 px
+    make hundreds of tiny calls per block, and its tower ran 10x slower than with full attention
+    on an H200 (BENCHMARKS.md). The towers' attention then runs as one variable-length
+    FlashAttention call per block, PyTorch's own ``torch.nn.attention.varlen.varlen_attn``, on
+    the same window boundaries: registered with transformers' ``AttentionInterface`` under a
+    name that selects its variable-length path, set on the vision config only (the language
+    model keeps SDPA), and only for CUDA inputs in half precision.
 """
 
 from __future__ import annotations
@@ -25,16 +35,35 @@ import os
 
 CAUSAL_ENV = "DRAWTUNE_CAUSAL_MASK"
 CACHE_ENV = "DRAWTUNE_VISION_CACHE_GIB"
+VARLEN_ENV = "DRAWTUNE_VISION_VARLEN"
+# "flash" in the name is what makes transformers' vision attention pass the window boundaries
+# (cu_seqlens) to one call (transformers.utils.generic.is_flash_attention_requested)
+VARLEN_ATTENTION = "flash_varlen_torch"
 
 
-def plugin_env(causal_mask: bool, vision_cache_gib: float) -> dict:
+def plugin_env(causal_mask: bool, vision_cache_gib: float, vision_varlen: bool = False) -> dict:
     """The environment that turns the speed-ups on for one ``swift sft``."""
     env = {}
     if causal_mask:
         env[CAUSAL_ENV] = "1"
     if vision_cache_gib and vision_cache_gib > 0:
         env[CACHE_ENV] = f"{float(vision_cache_gib):g}"
+    if vision_varlen:
+        env[VARLEN_ENV] = "1"
     return env
+
+
+def varlen_available() -> bool:
+    """PyTorch has ``varlen_attn`` (2.10 and later) and a CUDA device to run it on."""
+    import importlib.util
+
+    import torch
+
+    return (
+        torch.cuda.is_available()
+        and importlib.util.find_spec("torch.nn.attention.varlen") is not None
+        and hasattr(importlib.import_module("torch.nn.attention.varlen"), "varlen_attn")
+    )
 
 
 # ------------------------------------------------------------------ the causal-only mask
@@ -190,6 +219,89 @@ def _patch_qwen3_vl(limit_gib: float) -> None:
     cls.get_image_features = get_image_features
 
 
+# ------------------------------------------------------------------ one varlen call per block
+def varlen_attention(
+    module,
+    query,
+    key,
+    value,
+    attention_mask=None,
+    scaling=None,
+    dropout=0.0,
+    cu_seq_lens_q=None,
+    cu_seq_lens_k=None,
+    max_length_q=None,
+    max_length_k=None,
+    is_causal=False,
+    varlen=None,
+    **kwargs,
+):
+    """transformers' attention-function signature (query, key, value: (1, heads, tokens, dim),
+    the vision towers' layout) -> ((1, tokens, heads, dim), None): each segment of
+    ``cu_seq_lens_q`` attends only to itself, in one call. ``varlen`` stands in for PyTorch's
+    ``varlen_attn`` (tests on a machine without CUDA)."""
+    import torch
+
+    if cu_seq_lens_q is None or attention_mask is not None or is_causal or dropout:
+        raise ValueError(
+            f"{VARLEN_ATTENTION} is for the vision towers' unmasked, non-causal attention over "
+            "cu_seqlens segments; this call has "
+            f"cu_seqlens={cu_seq_lens_q is not None}, mask={attention_mask is not None}, "
+            f"causal={is_causal}, dropout={dropout}"
+        )
+    if varlen is None:
+        from torch.nn.attention.varlen import varlen_attn as varlen
+    cu_q = cu_seq_lens_q.to(torch.int32)
+    cu_k = cu_q if cu_seq_lens_k is None else cu_seq_lens_k.to(torch.int32)
+    max_q = int(max_length_q) if max_length_q is not None else int((cu_q[1:] - cu_q[:-1]).max())
+    max_k = int(max_length_k) if max_length_k is not None else int((cu_k[1:] - cu_k[:-1]).max())
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))
+    out = varlen(q, k, v, cu_q, cu_k, max_q, max_k, scale=scaling)
+    return out.unsqueeze(0), None
+
+
+def _vision_towers() -> list:
+    """The vision towers of the families drawtune trains whose attention loops over segments."""
+    from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as m25
+    from transformers.models.qwen3_vl import modeling_qwen3_vl as m3
+
+    return [m25.Qwen2_5_VisionTransformerPretrainedModel, m3.Qwen3VLVisionModel]
+
+
+def use_varlen(config, weight) -> bool:
+    """Switch a vision config from SDPA to the varlen call: CUDA, half precision, SDPA asked."""
+    import torch
+
+    return (
+        config._attn_implementation == "sdpa"
+        and weight.is_cuda
+        and weight.dtype in (torch.float16, torch.bfloat16)
+    )
+
+
+def _patch_vision_varlen(varlen=None) -> None:
+    import functools
+
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(
+        VARLEN_ATTENTION,
+        varlen_attention if varlen is None else functools.partial(varlen_attention, varlen=varlen),
+    )
+    for cls in _vision_towers():
+        if getattr(cls.forward, "_drawtune", False):
+            continue
+        original = cls.forward
+
+        def forward(self, hidden_states, *args, _original=original, **kwargs):
+            if use_varlen(self.config, self.patch_embed.proj.weight):
+                self.config._attn_implementation = VARLEN_ATTENTION
+            return _original(self, hidden_states, *args, **kwargs)
+
+        forward._drawtune = True
+        cls.forward = forward
+
+
 def install(environ=None) -> None:
     """Apply the speed-ups the environment asks for (called when ms-swift imports this file)."""
     environ = os.environ if environ is None else environ
@@ -198,9 +310,13 @@ def install(environ=None) -> None:
     gib = float(environ.get(CACHE_ENV) or 0)
     if gib > 0:
         _patch_qwen3_vl(gib)
+    if environ.get(VARLEN_ENV) == "1":
+        _patch_vision_varlen()
 
 
 if __name__ != "__main__" and (
-    os.environ.get(CAUSAL_ENV) == "1" or float(os.environ.get(CACHE_ENV) or 0) > 0
+    os.environ.get(CAUSAL_ENV) == "1"
+    or float(os.environ.get(CACHE_ENV) or 0) > 0
+    or os.environ.get(VARLEN_ENV) == "1"
 ):
     install()
