@@ -196,6 +196,12 @@ def measure_real(varlen: bool, iters: int, device: str) -> dict:
     return res
 
 
+def save(res: dict, out: str) -> None:
+    """vit_timing.json with the cases so far (a lease that ends mid-way keeps what ran)."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "vit_timing.json").write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.environ.get("OUT", "bench/runs/vit_timing"))
@@ -218,6 +224,7 @@ def main() -> int:
         except Exception as e:  # a PyTorch without varlen_attn: recorded, the others go on
             res[name] = {"error": f"{type(e).__name__}: {e}"[:500]}
         print(name, res[name], flush=True)
+        save(res, a.out)
         if device == "cuda":
             torch.cuda.empty_cache()
     if device == "cuda" and a.real:
@@ -228,10 +235,9 @@ def main() -> int:
             except Exception as e:
                 res[name] = {"error": f"{type(e).__name__}: {e}"[:500]}
             print(name, res[name], flush=True)
+            save(res, a.out)
             torch.cuda.empty_cache()
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "vit_timing.json").write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+    save(res, a.out)
     return 0
 
 

@@ -88,6 +88,7 @@ class TrainPlan:
     lora_dtype: str | None
     causal_mask: bool = False  # drop the right-padding mask (drawtune.train.swift_plugin)
     vision_cache_gib: float = 0.0  # frozen vision tower's outputs kept on the GPU, 0: off
+    vision_varlen: bool = False  # the vision tower's attention as one varlen call per block
     predicted_gib: float | None = None
     gpu_gib: float | None = None
     reason: str = ""
@@ -103,6 +104,7 @@ class TrainPlan:
             liger=self.liger,
             causal_mask=self.causal_mask,
             vision_cache_gib=self.vision_cache_gib,
+            vision_varlen=self.vision_varlen,
         )
         if "lora" in t:
             t["lora"] = {**t["lora"], "dtype": self.lora_dtype}
@@ -162,8 +164,10 @@ def plan_training(
     world_size: int = 1,
     cpus: int = 1,
     liger_ok: bool = False,
+    varlen_ok: bool = False,
 ) -> TrainPlan:
-    """Resolve every ``auto`` of an experiment's training block for this job."""
+    """Resolve every ``auto`` of an experiment's training block for this job. ``varlen_ok``:
+    the job's GPU can run PyTorch's varlen_attn and flash-attn is not there to do it."""
     t = train_cfg
     gpu = device != "cpu"
     tuner = t.get("tuner", "lora")
@@ -225,6 +229,8 @@ def plan_training(
     p = peak(micro, ckpt)
     causal = t.get("causal_mask", "auto")
     causal = True if _auto(causal) else bool(causal)
+    varlen = t.get("vision_varlen", "auto")
+    varlen = (gpu and varlen_ok) if _auto(varlen) else bool(varlen)
     return TrainPlan(
         batch_size=micro,
         grad_accum=accum,
@@ -234,6 +240,7 @@ def plan_training(
         lora_dtype=lora_dtype,
         causal_mask=causal,
         vision_cache_gib=vision_cache_gib(t, gpu, budget, p),
+        vision_varlen=varlen,
         predicted_gib=round(p, 1) if p is not None else None,
         gpu_gib=round(gpu_gib, 1) if gpu_gib else None,
         reason="; ".join(reasons),

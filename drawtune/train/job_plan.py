@@ -11,7 +11,7 @@ from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
 from ..coords import vision_factor
 from ..jsonio import load_jsonl
-from . import estimate, gpu_plan
+from . import estimate, gpu_plan, swift_cmd, swift_plugin
 
 log = logging.getLogger("drawtune")
 PLAN_FILE = "drawtune_plan.json"  # the training settings chosen for the job, beside the adapter
@@ -43,13 +43,18 @@ def plan_train(train_cfg, base, train_jsonl, manifest_jsonl, family, device, top
         world_size=topo.world_size,
         cpus=gpu_plan.cpu_count(),
         liger_ok=gpu_plan.liger_available(),
+        varlen_ok=device != "cpu"
+        and swift_cmd.attn_impl(device) == "sdpa"
+        and swift_plugin.varlen_available(),
     )
     log.info(
         "plan: %s, %d loader workers, liger %s, LoRA dtype %s, causal mask %s, vision cache %s "
-        "GiB; predicted peak %s GiB of %s GiB (%d tokens in the longest sample; %s)",
+        "GiB, vision varlen %s; predicted peak %s GiB of %s GiB (%d tokens in the longest "
+        "sample; %s)",
         plan_line(plan), plan.dataloader_workers, "on" if plan.liger else "off",
         plan.lora_dtype, "on" if plan.causal_mask else "off", plan.vision_cache_gib,
-        plan.predicted_gib, plan.gpu_gib, tokens, plan.reason,
+        "on" if plan.vision_varlen else "off", plan.predicted_gib, plan.gpu_gib, tokens,
+        plan.reason,
     )  # fmt: skip
     return plan
 

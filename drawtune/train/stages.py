@@ -242,7 +242,11 @@ class Train(GpuStage):
             deepspeed=deepspeed,
         )
         env = self.swift_env(self.base, device)
-        env.update(swift_plugin.plugin_env(cfg["causal_mask"], cfg["vision_cache_gib"]))
+        env.update(
+            swift_plugin.plugin_env(
+                cfg["causal_mask"], cfg["vision_cache_gib"], cfg.get("vision_varlen", False)
+            )
+        )
         # An interrupted run with the same command resumes from its last complete checkpoint;
         # anything else starts over in a clean folder. The rendezvous address and port are left
         # out: they change from one SLURM job to the next.

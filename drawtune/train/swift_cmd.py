@@ -163,7 +163,7 @@ def sft_command(
         cmd += ["--use_liger_kernel", "true"]
     if deepspeed:
         cmd += ["--deepspeed", deepspeed]
-    if t.get("causal_mask") or t.get("vision_cache_gib"):
+    if t.get("causal_mask") or t.get("vision_cache_gib") or t.get("vision_varlen"):
         cmd += ["--external_plugins", swift_plugin.__file__]
     if t["tuner"] == "qlora":
         cmd += ["--quant_method", "bnb", "--quant_bits", "4", "--bnb_4bit_quant_type", "nf4"]

@@ -324,6 +324,21 @@ def test_causal_mask_is_on_unless_config_says_no():
     assert plan_training(AUTO, shape=None, tokens=1000, device="cpu", gpu_gib=None).causal_mask
 
 
+def test_vision_varlen_is_on_where_the_gpu_can_run_it_unless_config_says_no():
+    def varlen(device="cuda", ok=True, **cfg):
+        return plan_training(
+            {**AUTO, **cfg}, shape=None, tokens=1000, device=device, gpu_gib=H200, varlen_ok=ok
+        ).vision_varlen
+
+    assert varlen(), "a GPU with varlen_attn and no flash-attn"
+    assert not varlen(ok=False), "flash-attn installed, or a PyTorch without varlen_attn"
+    assert not varlen(device="cpu"), "no CUDA kernel on a CPU"
+    assert not varlen(vision_varlen=False)
+    assert varlen(ok=False, vision_varlen=True), "config's true is kept"
+    p = plan_training(AUTO, shape=None, tokens=1000, device="cuda", gpu_gib=H200, varlen_ok=True)
+    assert p.apply(AUTO)["vision_varlen"] is True
+
+
 def test_vision_cache_takes_what_the_plan_leaves_free_from_the_second_epoch():
     one_epoch = plan(H200)
     assert one_epoch.vision_cache_gib == 0.0, "nothing is seen twice in one epoch"

@@ -158,6 +158,8 @@ def test_sft_command_takes_values_from_config(tmp_path):
     assert flag(cmd, "--lr_scheduler_type") == "cosine"
     off = sft(tmp_path, causal_mask=False)
     assert "--external_plugins" not in off, "no speed-up asked for: ms-swift as it is"
+    varlen = sft(tmp_path, causal_mask=False, vision_varlen=True)
+    assert flag(varlen, "--external_plugins").endswith("swift_plugin.py")
 
 
 def test_lora_flags_only_for_lora(tmp_path):

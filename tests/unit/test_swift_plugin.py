@@ -1,5 +1,6 @@
-"""The ms-swift plugin's two speed-ups change nothing the model computes for a real token: the
-causal-only mask (right padding) and the frozen vision tower's output cache."""
+"""The ms-swift plugin's speed-ups change nothing the model computes for a real token: the
+causal-only mask (right padding), the frozen vision tower's output cache and the vision
+towers' attention as one variable-length call per block."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import textwrap
 
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from drawtune.coords import ResizeSpec
@@ -41,6 +43,93 @@ def test_plugin_env_and_install_are_off_unless_asked():
         "DRAWTUNE_CAUSAL_MASK": "1",
         "DRAWTUNE_VISION_CACHE_GIB": "12.5",
     }
+    assert swift_plugin.plugin_env(False, 0, True) == {"DRAWTUNE_VISION_VARLEN": "1"}
+
+
+def segment_sdpa(q, k, v, cu_q, cu_k, max_q, max_k, scale=None):
+    """What varlen_attn computes, on a CPU: (tokens, heads, dim), each segment on its own."""
+    assert cu_q.dtype == torch.int32 and max_q == int((cu_q[1:] - cu_q[:-1]).max())
+    out = []
+    for a, b in zip(cu_q[:-1].tolist(), cu_q[1:].tolist(), strict=True):
+        seg = [t[a:b].transpose(0, 1) for t in (q, k, v)]
+        out.append(F.scaled_dot_product_attention(*seg, scale=scale).transpose(0, 1))
+    return torch.cat(out)
+
+
+def whole_sdpa(q, k, v, cu_q, cu_k, max_q, max_k, scale=None):
+    """A wrong stand-in that lets every token see every other: must be told apart."""
+    seg = [t.transpose(0, 1) for t in (q, k, v)]
+    return F.scaled_dot_product_attention(*seg, scale=scale).transpose(0, 1)
+
+
+def tower_outputs(family, impl, varlen=None):
+    """A tiny tower's merged output and its first block's qkv gradient with ``impl``."""
+    import functools
+
+    from transformers import AttentionInterface
+
+    from drawtune.train.tiny_model import TinySize, build_config
+
+    if varlen is not None:
+        AttentionInterface.register(
+            swift_plugin.VARLEN_ATTENTION,
+            functools.partial(swift_plugin.varlen_attention, varlen=varlen),
+        )
+    cfg = build_config(family, TinySize()).vision_config
+    cfg._attn_implementation = "sdpa"
+    tower = dict(zip(("qwen2_5_vl", "qwen3_vl"), swift_plugin._vision_towers(), strict=True))
+    torch.manual_seed(0)
+    m = tower[family](cfg)
+    cfg._attn_implementation = impl  # switched after the model is built, as the plugin does
+    grid = torch.tensor([[1, 16, 24], [1, 8, 8]])  # two images: several windows, unequal sizes
+    dim = cfg.in_channels * cfg.temporal_patch_size * cfg.patch_size**2
+    x = torch.randn(int(grid.prod(-1).sum()), dim, generator=torch.Generator().manual_seed(1))
+    out = m(x, grid_thw=grid).pooler_output
+    out = torch.cat(list(out)) if isinstance(out, (list, tuple)) else out
+    out.pow(2).mean().backward()
+    return out.detach(), m.blocks[0].attn.qkv.weight.grad
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_one_varlen_call_per_block_computes_what_sdpa_per_window_does(family):
+    """The tower with its attention through varlen_attention (PyTorch's varlen_attn stood in
+    for by SDPA per segment, as there is no CUDA here) gives transformers' own SDPA output and
+    gradients; a stand-in that ignores the window boundaries does not."""
+    out, grad = tower_outputs(family, "sdpa")
+    v_out, v_grad = tower_outputs(family, swift_plugin.VARLEN_ATTENTION, segment_sdpa)
+    torch.testing.assert_close(v_out, out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(v_grad, grad, rtol=1e-4, atol=1e-7)
+    w_out, _ = tower_outputs(family, swift_plugin.VARLEN_ATTENTION, whole_sdpa)
+    assert (w_out - out).abs().max() > 1e-4, "the windows' boundaries must matter"
+
+
+def test_varlen_attention_refuses_a_call_it_is_not_for():
+    q = torch.randn(1, 2, 6, 8)
+    cu = torch.tensor([0, 2, 6])
+    with pytest.raises(ValueError, match="mask=True"):
+        swift_plugin.varlen_attention(
+            None, q, q, q, attention_mask=torch.ones(1, 1, 6, 6), cu_seq_lens_q=cu,
+            varlen=segment_sdpa,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="causal=True"):
+        swift_plugin.varlen_attention(
+            None, q, q, q, cu_seq_lens_q=cu, is_causal=True, varlen=segment_sdpa
+        )
+    out, _ = swift_plugin.varlen_attention(None, q, q, q, cu_seq_lens_q=cu, varlen=segment_sdpa)
+    assert out.shape == (1, 6, 2, 8), "(batch, tokens, heads, dim) as transformers expects"
+
+
+def test_the_patched_tower_switches_only_on_a_gpu_in_half_precision():
+    swift_plugin._patch_vision_varlen(varlen=segment_sdpa)
+    for cls in swift_plugin._vision_towers():
+        assert cls.forward._drawtune
+    cfg = type("Cfg", (), {"_attn_implementation": "sdpa"})()
+    assert not swift_plugin.use_varlen(cfg, torch.zeros(1, dtype=torch.bfloat16)), "a CPU"
+    cfg._attn_implementation = "flash_attention_2"
+    assert not swift_plugin.use_varlen(cfg, torch.zeros(1)), "flash-attn left as it is"
+    # a CPU tower through the patched forward keeps SDPA and its output
+    out, _ = tower_outputs("qwen2_5_vl", "sdpa")
+    assert out.shape[0] == (16 * 24 + 8 * 8) // 4
 
 
 def fake_tower(calls):
