@@ -215,7 +215,9 @@ def main() -> int:
         "images": a.images,
     }
     if device == "cuda":
-        swift_plugin._patch_vision_varlen()
+        # registered only: each case sets its attention itself (the plugin's patched forward
+        # would switch every SDPA tower to the varlen call)
+        swift_plugin.register_varlen()
     for name, family, full, varlen in CASES:
         if varlen and device != "cuda":
             continue

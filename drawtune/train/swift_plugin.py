@@ -279,7 +279,9 @@ def use_varlen(config, weight) -> bool:
     )
 
 
-def _patch_vision_varlen(varlen=None) -> None:
+def register_varlen(varlen=None) -> None:
+    """Make ``VARLEN_ATTENTION`` a transformers attention implementation (a config set to it
+    by hand uses it; nothing switches to it by itself)."""
     import functools
 
     from transformers import AttentionInterface
@@ -288,6 +290,12 @@ def _patch_vision_varlen(varlen=None) -> None:
         VARLEN_ATTENTION,
         varlen_attention if varlen is None else functools.partial(varlen_attention, varlen=varlen),
     )
+
+
+def _patch_vision_varlen(varlen=None) -> None:
+    """Register the varlen call and make every vision tower of ``_vision_towers`` switch its
+    SDPA config to it on its first CUDA half-precision forward."""
+    register_varlen(varlen)
     for cls in _vision_towers():
         if getattr(cls.forward, "_drawtune", False):
             continue

@@ -64,17 +64,10 @@ def whole_sdpa(q, k, v, cu_q, cu_k, max_q, max_k, scale=None):
 
 def tower_outputs(family, impl, varlen=None):
     """A tiny tower's merged output and its first block's qkv gradient with ``impl``."""
-    import functools
-
-    from transformers import AttentionInterface
-
     from drawtune.train.tiny_model import TinySize, build_config
 
     if varlen is not None:
-        AttentionInterface.register(
-            swift_plugin.VARLEN_ATTENTION,
-            functools.partial(swift_plugin.varlen_attention, varlen=varlen),
-        )
+        swift_plugin.register_varlen(varlen)
     cfg = build_config(family, TinySize()).vision_config
     cfg._attn_implementation = "sdpa"
     tower = dict(zip(("qwen2_5_vl", "qwen3_vl"), swift_plugin._vision_towers(), strict=True))
@@ -130,6 +123,19 @@ def test_the_patched_tower_switches_only_on_a_gpu_in_half_precision():
     # a CPU tower through the patched forward keeps SDPA and its output
     out, _ = tower_outputs("qwen2_5_vl", "sdpa")
     assert out.shape[0] == (16 * 24 + 8 * 8) // 4
+
+
+def test_the_patched_tower_switches_its_sdpa_config_to_the_varlen_call(monkeypatch):
+    """Where use_varlen says yes (a GPU in bf16; here forced), the first forward moves the
+    tower's config to the varlen call, and the output stays SDPA's."""
+    swift_plugin._patch_vision_varlen(varlen=segment_sdpa)
+    ref, _ = tower_outputs("qwen2_5_vl", "sdpa")
+    seen = []
+    monkeypatch.setattr(swift_plugin, "use_varlen", lambda cfg, w: seen.append(cfg) or True)
+    swift_plugin.register_varlen(segment_sdpa)
+    out, _ = tower_outputs("qwen2_5_vl", "sdpa")
+    assert seen and seen[0]._attn_implementation == swift_plugin.VARLEN_ATTENTION
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
 
 
 def fake_tower(calls):
