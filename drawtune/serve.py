@@ -35,7 +35,8 @@ from .eval.parse_class import parse_class
 from .eval.score import box_rows, kept_rows, scored_boxes
 from .jsonio import dump_jsonl, load_jsonl
 from .report.drawings import draw_predicted
-from .train import swift_cmd
+from .train import swift_cmd, swift_plugin
+from .train.job_plan import vision_varlen_for
 from .train.run import resolve_command
 
 
@@ -347,6 +348,7 @@ def predict_images(
             data,
         )
         result = Path(tmp) / "out.jsonl"
+        varlen = vision_varlen_for(cfg["predict"].get("vision_varlen", "auto"), device)
         cmd = swift_cmd.infer_command(
             family=family,
             model=model,
@@ -357,12 +359,16 @@ def predict_images(
             device=device,
             logprobs=bool(extra),
             top_logprobs=extra.get("top_logprobs") or 0,
+            vision_varlen=varlen,
         )
         log = Path(log_path) if log_path else out_dir / "predict.log"
         with log.open("w") as fh:
             cmd = resolve_command(cmd)  # works from an un-activated virtualenv too
             p = subprocess.run(
-                cmd, env=serve_env(s, model, device), stdout=fh, stderr=subprocess.STDOUT
+                cmd,
+                env={**serve_env(s, model, device), **swift_plugin.plugin_env(False, 0, varlen)},
+                stdout=fh,
+                stderr=subprocess.STDOUT,
             )
         if p.returncode:
             tail = log.read_text().strip().splitlines()[-5:]

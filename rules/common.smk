@@ -268,6 +268,9 @@ def predict_settings(wildcards):
     out = {"batch_size": p["batch_size"], "max_new_tokens": p["max_new_tokens"]}
     if SETTINGS[wildcards.model]["task"] == "detect" and p["logprobs"]:
         out.update(logprobs=True, top_logprobs=p["top_logprobs"])
+    # only when set: a workflow that leaves it at auto keeps its recorded params
+    if p.get("vision_varlen", "auto") != "auto":
+        out["vision_varlen"] = p["vision_varlen"]
     return out
 
 
@@ -317,8 +320,11 @@ def all_targets():
 
 def train_block(experiment):
     """An experiment's keys as training sees them: its tiling without the merge, which is
-    inference only (a changed merge reruns merge_tiles and the scores, not training)."""
+    inference only (a changed merge reruns merge_tiles and the scores, not training), and
+    vision_varlen only when set (at auto, a workflow keeps its recorded params)."""
     exp = config["experiments"][experiment]
+    if exp.get("vision_varlen") == "auto":
+        exp = {k: v for k, v in exp.items() if k != "vision_varlen"}
     if "tiling" not in exp:
         return exp
     return {**exp, "tiling": {k: v for k, v in exp["tiling"].items() if k != "merge"}}

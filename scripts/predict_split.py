@@ -15,6 +15,7 @@ if __name__ == "__main__":
         max_new_tokens=p.predict["max_new_tokens"],
         logprobs=p.predict.get("logprobs", False),
         top_logprobs=p.predict.get("top_logprobs", 0),
+        vision_varlen=p.predict.get("vision_varlen", "auto"),
         result_out=snakemake.output.results,
         log_path=snakemake.log[0],
     )

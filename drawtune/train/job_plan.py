@@ -17,6 +17,21 @@ log = logging.getLogger("drawtune")
 PLAN_FILE = "drawtune_plan.json"  # the training settings chosen for the job, beside the adapter
 
 
+def varlen_ok(device: str) -> bool:
+    """The job can run the vision towers' attention as one varlen call per block: a GPU whose
+    PyTorch has varlen_attn, without flash-attn (which transformers then uses the same way)."""
+    return (
+        device != "cpu"
+        and swift_cmd.attn_impl(device) == "sdpa"
+        and swift_plugin.varlen_available()
+    )
+
+
+def vision_varlen_for(setting: bool | str, device: str) -> bool:
+    """``vision_varlen`` of config for this job: ``auto`` is :func:`varlen_ok`."""
+    return varlen_ok(device) if setting in (None, "auto") else bool(setting)
+
+
 def plan_line(plan: gpu_plan.TrainPlan) -> str:
     return (
         f"micro-batch {plan.batch_size} x accumulation {plan.grad_accum}, gradient checkpointing "
@@ -43,9 +58,7 @@ def plan_train(train_cfg, base, train_jsonl, manifest_jsonl, family, device, top
         world_size=topo.world_size,
         cpus=gpu_plan.cpu_count(),
         liger_ok=gpu_plan.liger_available(),
-        varlen_ok=device != "cpu"
-        and swift_cmd.attn_impl(device) == "sdpa"
-        and swift_plugin.varlen_available(),
+        varlen_ok=varlen_ok(device),
     )
     log.info(
         "plan: %s, %d loader workers, liger %s, LoRA dtype %s, causal mask %s, vision cache %s "

@@ -55,7 +55,7 @@ from .checkpoints import (
     write_fingerprint,
 )
 from .device import gpu_count
-from .job_plan import PLAN_FILE, plan_line, plan_predict_batch, plan_train
+from .job_plan import PLAN_FILE, plan_line, plan_predict_batch, plan_train, vision_varlen_for
 from .run import run_logged
 from .telemetry import last_of_each_step, write_telemetry
 
@@ -329,6 +329,8 @@ class Predict(GpuStage):
     # answers with their tokens' log-probabilities and the top alternatives (box scores)
     logprobs: bool = io("param", default=False)
     top_logprobs: int = io("param", default=0)
+    # the vision towers' attention as one varlen call per block (drawtune.train.swift_plugin)
+    vision_varlen: bool | str = io("param", default="auto")
 
     def run(self, device: str = "cpu") -> None:
         result_out = Path(self.result_out)
@@ -343,6 +345,8 @@ class Predict(GpuStage):
             self.batch_size, self.model, rows, self.family, self.spec, self.max_new_tokens, device
         )
         log.info("prediction batch: %d (%s)", batch_size, why)
+        varlen = vision_varlen_for(self.vision_varlen, device)
+        log.info("vision varlen: %s", "on" if varlen else "off")
         cmd = swift_cmd.infer_command(
             family=self.family,
             model=str(self.model),
@@ -353,10 +357,15 @@ class Predict(GpuStage):
             device=device,
             logprobs=self.logprobs,
             top_logprobs=self.top_logprobs,
+            vision_varlen=varlen,
         )
+        env = {
+            **self.swift_env(str(self.model), device),
+            **swift_plugin.plugin_env(False, 0, varlen),
+        }
         run_logged(
             cmd,
-            self.swift_env(str(self.model), device),
+            env,
             self.log_path,
             label=f"swift infer {result_out.parent.name}/{result_out.stem}",
         )

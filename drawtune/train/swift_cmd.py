@@ -212,6 +212,7 @@ def infer_command(
     device: str = "cpu",
     logprobs: bool = False,
     top_logprobs: int = 0,
+    vision_varlen: bool = False,
 ) -> list[str]:
     """Greedy ``swift infer`` with the transformers backend over one JSONL split. With
     ``logprobs`` every answer's tokens come back with their log-probabilities and the
@@ -240,6 +241,8 @@ def infer_command(
         cmd += ["--logprobs", "true"]
         if top_logprobs:
             cmd += ["--top_logprobs", str(top_logprobs)]
+    if vision_varlen:  # the plugin's DRAWTUNE_VISION_VARLEN, set in the environment by the caller
+        cmd += ["--external_plugins", swift_plugin.__file__]
     return cmd
 
 

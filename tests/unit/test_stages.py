@@ -85,3 +85,32 @@ def test_predict_asks_for_logprobs_and_skips_a_split_without_drawings(tmp_path):
     assert task["logprobs"] is True and from_task("predict", task) == stage
     stage.run()
     assert (tmp_path / "out/val.jsonl").read_text() == ""
+
+
+@pytest.mark.parametrize("setting", ["auto", True, False])
+def test_predict_passes_the_varlen_call_to_swift_infer_as_asked(tmp_path, monkeypatch, setting):
+    """``vision_varlen`` reaches swift infer as the plugin flag and its environment variable
+    (auto: off on this CPU); it travels in the job's task."""
+    from drawtune.train import stages
+
+    data = tmp_path / "test.jsonl"
+    data.write_text(json.dumps({"messages": [], "images": ["a.png"]}) + "\n")
+    out = tmp_path / "out/test.jsonl"
+    calls = []
+
+    def fake_run(cmd, env, log_path, label):
+        calls.append((cmd, env))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"response": ""}) + "\n")
+
+    monkeypatch.setattr(stages, "run_logged", fake_run)
+    stage = Predict(
+        family="qwen2_5_vl", spec=ResizeSpec(), log_path=str(tmp_path / "log"), model="m",
+        dataset=str(data), batch_size=2, max_new_tokens=8, result_out=str(out),
+        vision_varlen=setting,
+    )  # fmt: skip
+    assert from_task("predict", json.loads(json.dumps(stage.to_task()))) == stage
+    stage.run()
+    (cmd, env), on = calls[0], setting is True
+    assert ("--external_plugins" in cmd) == on
+    assert (env.get("DRAWTUNE_VISION_VARLEN") == "1") == on

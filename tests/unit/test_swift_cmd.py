@@ -76,6 +76,7 @@ def test_fill_defaults_keeps_given_values_and_fills_siblings():
     # top-level defaults too, and nothing invented where the schema has no default
     assert out["split"] == {"val": 0.1, "test": 0.2, "salt": "drawtune"}
     assert out["predict"] == {
+        "vision_varlen": "auto",
         "batch_size": "auto",
         "max_new_tokens": 512,
         "logprobs": True,
@@ -280,6 +281,24 @@ def test_infer_command(tmp_path):
     assert flag(cmd, "--logprobs") == "true" and flag(cmd, "--top_logprobs") == "5"
     cmd = infer_command(**kw, max_new_tokens=8, logprobs=True)
     assert flag(cmd, "--logprobs") == "true" and "--top_logprobs" not in cmd
+    assert "--external_plugins" not in cmd, "no plugin unless the varlen call is asked for"
+    cmd = infer_command(**kw, max_new_tokens=8, vision_varlen=True)
+    assert flag(cmd, "--external_plugins").endswith("swift_plugin.py")
+
+
+def test_vision_varlen_auto_is_a_gpu_with_varlen_attn_and_no_flash_attn(monkeypatch):
+    from drawtune.train import job_plan, swift_cmd, swift_plugin
+
+    assert not job_plan.vision_varlen_for("auto", "cpu")
+    assert job_plan.vision_varlen_for(True, "cpu") and not job_plan.vision_varlen_for(False, "cuda")
+    monkeypatch.setattr(swift_plugin, "varlen_available", lambda: True)
+    monkeypatch.setattr(swift_cmd, "attn_impl", lambda device: "sdpa")
+    assert job_plan.vision_varlen_for("auto", "cuda")
+    monkeypatch.setattr(swift_cmd, "attn_impl", lambda device: "flash_attn")
+    assert not job_plan.vision_varlen_for("auto", "cuda"), "flash-attn does it already"
+    monkeypatch.setattr(swift_cmd, "attn_impl", lambda device: "sdpa")
+    monkeypatch.setattr(swift_plugin, "varlen_available", lambda: False)
+    assert not job_plan.vision_varlen_for("auto", "cuda"), "a PyTorch without varlen_attn"
 
 
 def test_export_command(tmp_path):
