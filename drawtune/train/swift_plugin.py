@@ -1,7 +1,8 @@
-"""Two speed-ups that ms-swift has no switch for, loaded into ``swift sft`` through its own
-extension point (``--external_plugins``; this file is imported by path, in the trainer and in
-every data-loader worker). Each is off unless its environment variable turns it on
-(``plugin_env``), and neither changes what the model computes for a real token.
+"""Three speed-ups that ms-swift has no switch for, loaded into ``swift sft`` (the third also
+into ``swift infer``) through its own extension point (``--external_plugins``; this file is
+imported by path, in the trainer and in every data-loader worker). Each is off unless its
+environment variable turns it on (``plugin_env``), and none changes what the model computes
+for a real token.
 
 ``DRAWTUNE_CAUSAL_MASK=1``
     Training batches are padded on the right. A causal model's real tokens then never see a pad
@@ -42,7 +43,8 @@ VARLEN_ATTENTION = "flash_varlen_torch"
 
 
 def plugin_env(causal_mask: bool, vision_cache_gib: float, vision_varlen: bool = False) -> dict:
-    """The environment that turns the speed-ups on for one ``swift sft``."""
+    """The environment that turns the speed-ups on for one ``swift sft`` (or, the varlen call
+    alone, one ``swift infer``)."""
     env = {}
     if causal_mask:
         env[CAUSAL_ENV] = "1"
