@@ -1,4 +1,6 @@
-# Issue 21's next GPU session (prepared 2026-12-02, not run yet), one H200, about 26 minutes:
+# Issue 21's GPU session of 2026-12-02 (third session; it ran as bench/sessions/next-issue21.sh),
+# one H200: the machine started at 13:34:44, E ended at 13:46:12, K at 13:51:54 (BENCHMARKS.md,
+# "Runs E and K"). As planned then, about 26 minutes:
 #   bash bench/gpu_detached.sh start bench/sessions/next-issue21.sh; bash bench/gpu_detached.sh poll 540
 #   bash bench/gpu_detached.sh poll 560   # again at once, then once more for what is left
 # (Its first try, 2026-12-02, was lost with its machine when a delay between two calls left it
