@@ -154,6 +154,11 @@ def _auto(value) -> bool:
     return value is None or value == "auto"
 
 
+def resolve_varlen(setting, ok: bool) -> bool:
+    """``vision_varlen`` of config: ``auto`` is ``ok`` (the job can run the varlen call)."""
+    return ok if _auto(setting) else bool(setting)
+
+
 def plan_training(
     train_cfg: dict,
     *,
@@ -229,8 +234,7 @@ def plan_training(
     p = peak(micro, ckpt)
     causal = t.get("causal_mask", "auto")
     causal = True if _auto(causal) else bool(causal)
-    varlen = t.get("vision_varlen", "auto")
-    varlen = (gpu and varlen_ok) if _auto(varlen) else bool(varlen)
+    varlen = resolve_varlen(t.get("vision_varlen", "auto"), gpu and varlen_ok)
     return TrainPlan(
         batch_size=micro,
         grad_accum=accum,

@@ -29,7 +29,7 @@ def varlen_ok(device: str) -> bool:
 
 def vision_varlen_for(setting: bool | str, device: str) -> bool:
     """``vision_varlen`` of config for this job: ``auto`` is :func:`varlen_ok`."""
-    return varlen_ok(device) if setting in (None, "auto") else bool(setting)
+    return gpu_plan.resolve_varlen(setting, varlen_ok(device))
 
 
 def plan_line(plan: gpu_plan.TrainPlan) -> str:
