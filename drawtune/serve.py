@@ -35,7 +35,7 @@ from .eval.parse_class import parse_class
 from .eval.score import box_rows, kept_rows, scored_boxes
 from .jsonio import dump_jsonl, load_jsonl
 from .report.drawings import draw_predicted
-from .train import swift_cmd, swift_plugin
+from .train import swift_cmd
 from .train.job_plan import vision_varlen_for
 from .train.run import resolve_command
 
@@ -349,7 +349,7 @@ def predict_images(
         )
         result = Path(tmp) / "out.jsonl"
         varlen = vision_varlen_for(cfg["predict"].get("vision_varlen", "auto"), device)
-        cmd = swift_cmd.infer_command(
+        cmd, plugin_env = swift_cmd.infer_job(
             family=family,
             model=model,
             dataset=str(data),
@@ -366,7 +366,7 @@ def predict_images(
             cmd = resolve_command(cmd)  # works from an un-activated virtualenv too
             p = subprocess.run(
                 cmd,
-                env={**serve_env(s, model, device), **swift_plugin.plugin_env(False, 0, varlen)},
+                env={**serve_env(s, model, device), **plugin_env},
                 stdout=fh,
                 stderr=subprocess.STDOUT,
             )

@@ -347,7 +347,7 @@ class Predict(GpuStage):
         log.info("prediction batch: %d (%s)", batch_size, why)
         varlen = vision_varlen_for(self.vision_varlen, device)
         log.info("vision varlen: %s", "on" if varlen else "off")
-        cmd = swift_cmd.infer_command(
+        cmd, plugin_env = swift_cmd.infer_job(
             family=self.family,
             model=str(self.model),
             dataset=str(self.dataset),
@@ -361,7 +361,7 @@ class Predict(GpuStage):
         )
         env = {
             **self.swift_env(str(self.model), device),
-            **swift_plugin.plugin_env(False, 0, varlen),
+            **plugin_env,
         }
         run_logged(
             cmd,

@@ -246,6 +246,13 @@ def infer_command(
     return cmd
 
 
+def infer_job(**kw) -> tuple[list[str], dict]:
+    """:func:`infer_command` with the environment its plugin reads: the one place that turns
+    the varlen call on for ``swift infer`` (the flag that loads the plugin and the variable
+    that switches it on always go together)."""
+    return infer_command(**kw), swift_plugin.plugin_env(False, 0, kw.get("vision_varlen", False))
+
+
 def child_env(extra: dict) -> dict:
     env = dict(os.environ)
     env.update(extra)

@@ -286,6 +286,18 @@ def test_infer_command(tmp_path):
     assert flag(cmd, "--external_plugins").endswith("swift_plugin.py")
 
 
+def test_infer_job_loads_and_switches_the_plugin_together():
+    from drawtune.train.swift_cmd import infer_job
+
+    kw = dict(family="qwen3_vl", model="m", dataset="d", result_path="r", batch_size=1)
+    cmd, env = infer_job(**kw, max_new_tokens=8, vision_varlen=True)
+    assert flag(cmd, "--external_plugins").endswith("swift_plugin.py")
+    assert env == {"DRAWTUNE_VISION_VARLEN": "1"}
+    cmd, env = infer_job(**kw, max_new_tokens=8, vision_varlen=False)
+    assert "--external_plugins" not in cmd and env == {}
+    assert infer_job(**kw, max_new_tokens=8)[1] == {}
+
+
 def test_vision_varlen_auto_is_a_gpu_with_varlen_attn_and_no_flash_attn(monkeypatch):
     from drawtune.train import job_plan, swift_cmd, swift_plugin
 
