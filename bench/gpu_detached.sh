@@ -32,7 +32,7 @@ poll)
   while [ $SECONDS -lt $end ] && ! grep -q " done$" "$R/status" 2>/dev/null; do sleep 5; done
   cat "$R/status" 2>/dev/null
   # 8 files come back: the results (up to 7) and one archive with the last 3000 lines of
-  # every log under $R
+  # every log under $R, the scores and the test answers
   find "$R" -name '*.json' | sort | head -n 7 | xargs -r cp -t "$OUT/"
   mkdir -p /tmp/logtails && rm -f /tmp/logtails/*
   for f in "$R"/*.log; do [ -f "$f" ] && tail -n 3000 "$f" > "/tmp/logtails/$(basename "$f")"; done
@@ -43,6 +43,17 @@ poll)
     [ -f "$f" ] || continue
     run=${f#bench/runs/} && run=${run%%/*} && model=$(basename "$(dirname "$f")")
     cp "$f" "/tmp/logtails/$run-$model-test.json"
+  done
+  # and what the scores do not show, which class each box was taken for: every model's matched
+  # test boxes (<run>-<model>-test.details.jsonl) and each run's test truth (<run>-test.coco.json),
+  # for drawtune.eval.confusion.match_detections on this machine
+  for f in bench/runs/*/results/metrics/*/test.details.jsonl bench/runs/*/results/splits/test.coco.json; do
+    [ -f "$f" ] || continue
+    run=${f#bench/runs/} && run=${run%%/*} && dir=$(basename "$(dirname "$f")")
+    case $f in
+      *details.jsonl) cp "$f" "/tmp/logtails/$run-$dir-test.details.jsonl" ;;
+      *) cp "$f" "/tmp/logtails/$run-test.coco.json" ;;
+    esac
   done
   tar -czf "$OUT/logs.tar.gz" -C /tmp/logtails .
   for f in "$R"/*.log; do

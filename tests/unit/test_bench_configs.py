@@ -1,8 +1,10 @@
 """Every learning-proof run written down in bench/ (a GPU session's jobs file, an override's
 usage line) gives a config that the workflow accepts: a typo in an override fails here, on the
-CPU, and not minutes into a lease of GPU time. Also the layout oracle of bench/layout_oracle.py."""
+CPU, and not minutes into a lease of GPU time. Also the layout oracle of bench/layout_oracle.py
+and what a learning-proof result records."""
 
 import importlib.util
+import json
 import re
 import shlex
 import sys
@@ -160,3 +162,33 @@ def test_layout_oracle_finds_boxes_at_their_layouts_mean_and_misses_moved_ones()
     # the generator's sheets: views only, in grid order
     sheets = layouts(4, 320, 0)
     assert all(kind in ("view", "section_view", "detail_view") for s in sheets for kind, _ in s)
+
+
+def test_the_learning_proof_records_which_class_each_true_box_was_taken_for(tmp_path):
+    # one sheet: a view found, a section written as a view, a detail missed, a false alarm
+    cats = [{"id": i + 1, "name": n} for i, n in enumerate(("view", "section_view", "detail_view"))]
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+        {"id": 2, "image_id": 1, "category_id": 2, "bbox": [50, 0, 10, 10]},
+        {"id": 3, "image_id": 1, "category_id": 3, "bbox": [0, 50, 10, 10]},
+    ]
+    image = {"id": 1, "file_name": "a.png", "width": 100, "height": 100}
+    truth = {"images": [image], "annotations": anns, "categories": cats}
+    boxes = [
+        {"label": "view", "bbox": [0, 0, 10, 10]},
+        {"label": "view", "bbox": [50, 0, 60, 10]},
+        {"label": "view", "bbox": [80, 80, 90, 90]},
+    ]
+    (tmp_path / "results/splits").mkdir(parents=True)
+    (tmp_path / "results/splits/test.coco.json").write_text(json.dumps(truth))
+    (tmp_path / "results/metrics/demo").mkdir(parents=True)
+    row = {"image": "a.png", "boxes": boxes, "parsed": True, "response": ""}
+    (tmp_path / "results/metrics/demo/test.details.jsonl").write_text(json.dumps(row) + "\n")
+
+    c = learning_proof.boxes_taken_for(tmp_path, "demo")
+    cell = {
+        (r, k): c["matrix"][i][j] for i, r in enumerate(c["rows"]) for j, k in enumerate(c["cols"])
+    }
+    assert cell["view", "view"] == 1 and cell["section_view", "view"] == 1
+    assert cell["detail_view", "missed"] == 1 and cell["false alarm", "view"] == 1
+    assert cell["section_view", "section_view"] == 0
