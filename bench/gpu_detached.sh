@@ -32,28 +32,24 @@ poll)
   while [ $SECONDS -lt $end ] && ! grep -q " done$" "$R/status" 2>/dev/null; do sleep 5; done
   cat "$R/status" 2>/dev/null
   # 8 files come back: the results (up to 7) and one archive with the last 3000 lines of
-  # every log under $R, the scores and the test answers
+  # every log under $R, with the scores, the matched test boxes and the test truth
   find "$R" -name '*.json' | sort | head -n 7 | xargs -r cp -t "$OUT/"
   mkdir -p /tmp/logtails && rm -f /tmp/logtails/*
   for f in "$R"/*.log; do [ -f "$f" ] && tail -n 3000 "$f" > "/tmp/logtails/$(basename "$f")"; done
-  # and every score the learning-proof runs have written so far (bench/runs/<run>/results/
-  # metrics/<model>/test.json as <run>-<model>-test.json): a run the lease ends before its
-  # result still shows what it scored
-  for f in bench/runs/*/results/metrics/*/test.json; do
+  # and every score the learning-proof runs have written so far, with the matched test boxes
+  # behind it (bench/runs/<run>/results/metrics/<model>/test.json and test.details.jsonl as
+  # <run>-<model>-test.json and -test.details.jsonl), and each run's test truth
+  # (<run>-test.coco.json): a run the lease ends before its result still shows what it scored,
+  # and drawtune.eval.confusion can say on this machine which class each box was taken for
+  for f in bench/runs/*/results/metrics/*/test.json bench/runs/*/results/metrics/*/test.details.jsonl; do
     [ -f "$f" ] || continue
     run=${f#bench/runs/} && run=${run%%/*} && model=$(basename "$(dirname "$f")")
-    cp "$f" "/tmp/logtails/$run-$model-test.json"
+    cp "$f" "/tmp/logtails/$run-$model-$(basename "$f")"
   done
-  # and what the scores do not show, which class each box was taken for: every model's matched
-  # test boxes (<run>-<model>-test.details.jsonl) and each run's test truth (<run>-test.coco.json),
-  # for drawtune.eval.confusion.match_detections on this machine
-  for f in bench/runs/*/results/metrics/*/test.details.jsonl bench/runs/*/results/splits/test.coco.json; do
+  for f in bench/runs/*/results/splits/test.coco.json; do
     [ -f "$f" ] || continue
-    run=${f#bench/runs/} && run=${run%%/*} && dir=$(basename "$(dirname "$f")")
-    case $f in
-      *details.jsonl) cp "$f" "/tmp/logtails/$run-$dir-test.details.jsonl" ;;
-      *) cp "$f" "/tmp/logtails/$run-test.coco.json" ;;
-    esac
+    run=${f#bench/runs/} && run=${run%%/*}
+    cp "$f" "/tmp/logtails/$run-test.coco.json"
   done
   tar -czf "$OUT/logs.tar.gz" -C /tmp/logtails .
   for f in "$R"/*.log; do

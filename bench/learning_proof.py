@@ -139,16 +139,14 @@ def run(
         "final_loss": steps[-1]["loss"] if steps else None,
         "device": gpu_name(),
         "per_class_ap50": ap50_by_class(trained),
-        "image_use": answers_follow_drawings(wd, trained_name),
-        "confusion": boxes_taken_for(wd, trained_name),
+        **drawing_evidence(wd, trained_name),
     }
     for name in also:
         m = json.loads((wd / f"results/metrics/{name}/test.json").read_text())
         result.setdefault("also", {})[name] = {
             "map50": m["map50"],
             "per_class_ap50": ap50_by_class(m),
-            "image_use": answers_follow_drawings(wd, name),
-            "confusion": boxes_taken_for(wd, name),
+            **drawing_evidence(wd, name),
         }
     if curve:
         result["curve"] = [
@@ -225,27 +223,23 @@ def count_gains(use: dict) -> dict:
     return {k: v["gain"] for k, v in use["per_class"].items()}
 
 
-def answers_follow_drawings(wd: Path, model: str) -> dict:
-    """drawtune.eval.image_use of one scored model: do its counts follow the drawings?"""
+def drawing_evidence(wd: Path, model: str) -> dict:
+    """What one scored model's test boxes say beyond its AP, from one read of its matched
+    boxes and the test truth: ``image_use`` (drawtune.eval.image_use: do its counts follow the
+    drawings?) and ``confusion`` (drawtune.eval.confusion's class-agnostic matrix at IoU 0.5:
+    rows the true class and ``false alarm``, columns the predicted class and ``missed``; it
+    shows whether a class scored 0 is missed or written as another class)."""
     sys.path.insert(0, str(ROOT))
+    from drawtune.eval.confusion import match_detections
     from drawtune.eval.image_use import image_use
     from drawtune.jsonio import load_jsonl
 
     truth = json.loads((wd / "results/splits/test.coco.json").read_text())
-    return image_use(load_jsonl(wd / f"results/metrics/{model}/test.details.jsonl"), truth)
-
-
-def boxes_taken_for(wd: Path, model: str) -> dict:
-    """Which class each true test box was taken for (drawtune.eval.confusion's class-agnostic
-    matrix at IoU 0.5: rows the true class and ``false alarm``, columns the predicted class and
-    ``missed``): shows whether a class scored 0 is missed or written as another class."""
-    sys.path.insert(0, str(ROOT))
-    from drawtune.eval.confusion import match_detections
-    from drawtune.jsonio import load_jsonl
-
-    truth = json.loads((wd / "results/splits/test.coco.json").read_text())
     details = load_jsonl(wd / f"results/metrics/{model}/test.details.jsonl")
-    return match_detections(truth, details).confusion
+    return {
+        "image_use": image_use(details, truth),
+        "confusion": match_detections(truth, details).confusion,
+    }
 
 
 def map50_curve(wd: Path, family: str, every: int, cfg: dict) -> list[dict]:

@@ -185,7 +185,7 @@ def test_the_learning_proof_records_which_class_each_true_box_was_taken_for(tmp_
     row = {"image": "a.png", "boxes": boxes, "parsed": True, "response": ""}
     (tmp_path / "results/metrics/demo/test.details.jsonl").write_text(json.dumps(row) + "\n")
 
-    c = learning_proof.boxes_taken_for(tmp_path, "demo")
+    c = learning_proof.drawing_evidence(tmp_path, "demo")["confusion"]
     cell = {
         (r, k): c["matrix"][i][j] for i, r in enumerate(c["rows"]) for j, k in enumerate(c["cols"])
     }
