@@ -1,4 +1,9 @@
-# Issue 21's next GPU session (prepared 2026-12-03, not run yet), one H200, about 25 minutes:
+# Issue 21's GPU session of 2026-12-03 (second that day; it ran as bench/sessions/next-issue21.sh),
+# one H200: the driver started at 13:14:18, both runs' data were prepared by 13:17:55, O died at
+# 13:23:28 in calibrate_scores (the second device call rewrote the working tree while the rule
+# imported drawtune: FileNotFoundError drawtune/data/images.py; gpu_detached.sh now runs the jobs
+# from a copy, /tmp/src) and its snakemake ended at 13:34:31 after its training; N ended at
+# 13:38:13 with mAP50 0.524 (BENCHMARKS.md, "Run N"). As planned then:
 #   bash bench/gpu_detached.sh start bench/sessions/next-issue21.sh; bash bench/gpu_detached.sh poll 540
 #   bash bench/gpu_detached.sh poll 560   # again at once (a gap over 30 s loses the machine)
 #   bash bench/gpu_detached.sh poll 560   # once more, the last no later than budget_left_s - 30
