@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # the rules that use the GPU; the learning proof runs two at once on its one GPU (see below)
 GPU_RULES = ("train_adapter", "predict_split", "merge_adapter")
 CPU_RULES = ("synth_drawings", "synth_classify", "validate_annotations")
+# the synthetic sheets' three kinds of view, scored also as one class (drawing_evidence)
+VIEW_KINDS = ["view", "section_view", "detail_view"]
 
 
 def snakemake_command(
@@ -228,17 +230,25 @@ def drawing_evidence(wd: Path, model: str) -> dict:
     boxes and the test truth: ``image_use`` (drawtune.eval.image_use: do its counts follow the
     drawings?) and ``confusion`` (drawtune.eval.confusion's class-agnostic matrix at IoU 0.5:
     rows the true class and ``false alarm``, columns the predicted class and ``missed``; it
-    shows whether a class scored 0 is missed or written as another class)."""
+    shows whether a class scored 0 is missed or written as another class) and
+    ``grouped_ap50`` (drawtune.eval.metrics.grouped_ap50 of the three kinds of view as one
+    class, with the boxes' scores: how well views are found whichever kind they are called)."""
     sys.path.insert(0, str(ROOT))
     from drawtune.eval.confusion import match_detections
     from drawtune.eval.image_use import image_use
+    from drawtune.eval.metrics import grouped_ap50
     from drawtune.jsonio import load_jsonl
 
     truth = json.loads((wd / "results/splits/test.coco.json").read_text())
     details = load_jsonl(wd / f"results/metrics/{model}/test.details.jsonl")
+    image_id = {i["file_name"]: i["id"] for i in truth["images"]}
+    predictions = [
+        {"image_id": image_id[d["image"]], **b} for d in details for b in d.get("boxes") or []
+    ]
     return {
         "image_use": image_use(details, truth),
         "confusion": match_detections(truth, details).confusion,
+        "grouped_ap50": grouped_ap50(truth, predictions, {"view kinds": VIEW_KINDS}),
     }
 
 

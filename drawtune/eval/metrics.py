@@ -175,3 +175,26 @@ def pr_curves(e: Evaluation) -> dict:
             "score": [_r(s[i]) if s[i] > -1 else None for i in keep],
         }
     return out
+
+
+def grouped_ap50(truth: dict, predictions: list[dict], groups: dict[str, list[str]]) -> dict:
+    """AP50 of each group of classes scored as one class: the truth's and the predictions'
+    labels of a group's members become the group's name (other classes stay as they are) and
+    COCOeval runs again. ``{"view kinds": ["view", "section_view", "detail_view"]}`` says how
+    well the boxes are found whichever of the three labels they are written with; beside the
+    per-class AP it separates finding an object from naming it. ``predictions`` as for
+    :func:`evaluate`; a group none of whose classes is in ``truth`` scores 0.0."""
+    merged = {member: group for group, members in groups.items() for member in members}
+    group_of = {c["id"]: merged.get(c["name"], c["name"]) for c in truth["categories"]}
+    names = list(dict.fromkeys(group_of.values()))
+    new_id = {n: i + 1 for i, n in enumerate(names)}
+    regrouped = {
+        "images": truth["images"],
+        "categories": [{"id": new_id[n], "name": n} for n in names],
+        "annotations": [
+            {**a, "category_id": new_id[group_of[a["category_id"]]]} for a in truth["annotations"]
+        ],
+    }
+    preds = [{**p, "label": merged.get(p["label"], p["label"])} for p in predictions]
+    per_class = metrics_of(evaluate(regrouped, preds), len(truth["images"]))["per_class"]
+    return {g: per_class[g]["ap50"] if g in per_class else 0.0 for g in groups}

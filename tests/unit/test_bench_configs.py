@@ -192,3 +192,27 @@ def test_the_learning_proof_records_which_class_each_true_box_was_taken_for(tmp_
     assert cell["view", "view"] == 1 and cell["section_view", "view"] == 1
     assert cell["detail_view", "missed"] == 1 and cell["false alarm", "view"] == 1
     assert cell["section_view", "section_view"] == 0
+
+
+def test_the_learning_proof_scores_the_three_kinds_of_view_as_one_class(tmp_path):
+    # the section written as a view is a miss for its class and a hit for the kinds of view
+    cats = [{"id": i + 1, "name": n} for i, n in enumerate(learning_proof.VIEW_KINDS + ["note"])]
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+        {"id": 2, "image_id": 1, "category_id": 2, "bbox": [50, 0, 10, 10]},
+        {"id": 3, "image_id": 1, "category_id": 4, "bbox": [0, 50, 10, 10]},
+    ]
+    image = {"id": 1, "file_name": "a.png", "width": 100, "height": 100}
+    truth = {"images": [image], "annotations": anns, "categories": cats}
+    boxes = [
+        {"label": "view", "bbox": [0, 0, 10, 10], "score": 0.9},
+        {"label": "view", "bbox": [50, 0, 60, 10], "score": 0.8},
+        {"label": "note", "bbox": [80, 80, 90, 90], "score": 0.7},
+    ]
+    (tmp_path / "results/splits").mkdir(parents=True)
+    (tmp_path / "results/splits/test.coco.json").write_text(json.dumps(truth))
+    (tmp_path / "results/metrics/demo").mkdir(parents=True)
+    row = {"image": "a.png", "boxes": boxes, "parsed": True, "response": ""}
+    (tmp_path / "results/metrics/demo/test.details.jsonl").write_text(json.dumps(row) + "\n")
+
+    assert learning_proof.drawing_evidence(tmp_path, "demo")["grouped_ap50"] == {"view kinds": 1.0}

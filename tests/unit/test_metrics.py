@@ -10,7 +10,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from drawtune.eval.metrics import METRIC_KEYS, coco_metrics
+from drawtune.eval.metrics import METRIC_KEYS, coco_metrics, grouped_ap50
 
 # Three 100x100 images, classes a (id 1) and b (id 2). Boxes are xyxy pixels.
 TRUTH_XYXY = {
@@ -187,3 +187,26 @@ def test_does_not_modify_inputs():
     before = (copy.deepcopy(truth), copy.deepcopy(preds))
     coco_metrics(truth, preds)
     assert (truth, preds) == before
+
+
+def test_grouped_ap50_scores_a_group_as_one_class_as_pycocotools_does():
+    # image 3's box is at b's place but labelled a: a miss for both classes, a hit for {a, b}
+    truth = make_truth()
+    grouped = grouped_ap50(copy.deepcopy(truth), copy.deepcopy(PREDICTIONS), {"ab": ["a", "b"]})
+    merged_truth = make_truth(
+        {i: [("a", box) for _, box in boxes] for i, boxes in TRUTH_XYXY.items()}
+    )
+    merged_preds = [
+        {**p, "label": "a" if p["label"] in ("a", "b") else p["label"]} for p in PREDICTIONS
+    ]
+    assert grouped == {"ab": pycocotools_stats(merged_truth, merged_preds)[1]}
+    per_class = coco_metrics(copy.deepcopy(truth), copy.deepcopy(PREDICTIONS))["per_class"]
+    assert grouped["ab"] > max(per_class["a"]["ap50"], per_class["b"]["ap50"])
+
+
+def test_grouped_ap50_of_one_class_is_its_own_ap50_and_an_absent_group_scores_zero():
+    truth = make_truth()
+    per_class = coco_metrics(copy.deepcopy(truth), copy.deepcopy(PREDICTIONS))["per_class"]
+    got = grouped_ap50(truth, PREDICTIONS, {"just b": ["b"], "none": ["gear"]})
+    assert got == {"just b": per_class["b"]["ap50"], "none": 0.0}
+    assert got["just b"] > 0
