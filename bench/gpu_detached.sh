@@ -10,8 +10,9 @@
 # tool ends a command's other processes when it returns). The jobs run from that copy because
 # every device call writes the working tree afresh, and a job that imported a module at that
 # moment found it missing (run O of 2026-12-03 died so in calibrate_scores); the copy's
-# bench/runs (the runs' folders) is kept from one `start` to the next on a warm machine. The jobs file writes its results and logs under $R (/tmp/res) and appends lines to
-# $R/status with `st`; `st done` ends the waiting. `poll N` waits up to N seconds (less once the
+# bench/runs (the runs' folders) is kept from one `start` to the next on a warm machine. The
+# jobs file writes its results and logs under $R (/tmp/res) and appends lines to $R/status with
+# `st`; `st done` ends the waiting. `poll N` waits up to N seconds (less once the
 # status says done), prints the status and the last progress lines of each log, and copies the
 # results (*.json) under $R and the tails of its logs (*.log) with the runs' scores so far (in
 # logs.tar.gz) to $OUT. The machine must not sit idle for 30 s between calls, or it is given

@@ -164,6 +164,17 @@ def test_layout_oracle_finds_boxes_at_their_layouts_mean_and_misses_moved_ones()
     assert all(kind in ("view", "section_view", "detail_view") for s in sheets for kind, _ in s)
 
 
+def scored_sheet(wd: Path, truth: dict, boxes: list[dict]) -> dict:
+    """drawing_evidence of a run folder ``wd`` whose model `demo` answered ``boxes`` for the
+    one test sheet a.png of ``truth``."""
+    (wd / "results/splits").mkdir(parents=True)
+    (wd / "results/splits/test.coco.json").write_text(json.dumps(truth))
+    (wd / "results/metrics/demo").mkdir(parents=True)
+    row = {"image": "a.png", "boxes": boxes, "parsed": True, "response": ""}
+    (wd / "results/metrics/demo/test.details.jsonl").write_text(json.dumps(row) + "\n")
+    return learning_proof.drawing_evidence(wd, "demo")
+
+
 def test_the_learning_proof_records_which_class_each_true_box_was_taken_for(tmp_path):
     # one sheet: a view found, a section written as a view, a detail missed, a false alarm
     cats = [{"id": i + 1, "name": n} for i, n in enumerate(("view", "section_view", "detail_view"))]
@@ -179,13 +190,7 @@ def test_the_learning_proof_records_which_class_each_true_box_was_taken_for(tmp_
         {"label": "view", "bbox": [50, 0, 60, 10]},
         {"label": "view", "bbox": [80, 80, 90, 90]},
     ]
-    (tmp_path / "results/splits").mkdir(parents=True)
-    (tmp_path / "results/splits/test.coco.json").write_text(json.dumps(truth))
-    (tmp_path / "results/metrics/demo").mkdir(parents=True)
-    row = {"image": "a.png", "boxes": boxes, "parsed": True, "response": ""}
-    (tmp_path / "results/metrics/demo/test.details.jsonl").write_text(json.dumps(row) + "\n")
-
-    c = learning_proof.drawing_evidence(tmp_path, "demo")["confusion"]
+    c = scored_sheet(tmp_path, truth, boxes)["confusion"]
     cell = {
         (r, k): c["matrix"][i][j] for i, r in enumerate(c["rows"]) for j, k in enumerate(c["cols"])
     }
@@ -209,10 +214,4 @@ def test_the_learning_proof_scores_the_three_kinds_of_view_as_one_class(tmp_path
         {"label": "view", "bbox": [50, 0, 60, 10], "score": 0.8},
         {"label": "note", "bbox": [80, 80, 90, 90], "score": 0.7},
     ]
-    (tmp_path / "results/splits").mkdir(parents=True)
-    (tmp_path / "results/splits/test.coco.json").write_text(json.dumps(truth))
-    (tmp_path / "results/metrics/demo").mkdir(parents=True)
-    row = {"image": "a.png", "boxes": boxes, "parsed": True, "response": ""}
-    (tmp_path / "results/metrics/demo/test.details.jsonl").write_text(json.dumps(row) + "\n")
-
-    assert learning_proof.drawing_evidence(tmp_path, "demo")["grouped_ap50"] == {"view kinds": 1.0}
+    assert scored_sheet(tmp_path, truth, boxes)["grouped_ap50"] == {"view kinds": 1.0}
